@@ -1,0 +1,127 @@
+"""Pure helpers for MemoryStore.search: filter SQL, FTS5 query text, cosine ranking, RRF.
+
+Kept apart from store.py so each piece can be read (and tested) without a
+database; store.py still runs every statement.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Reciprocal-rank fusion constant: score(d) = Σ_lists 1 / (RRF_K + rank_d), ranks from 1.
+#: 60 is the value of Cormack et al. (2009), also used by Basic Memory and most hybrid stores;
+#: it keeps one list's #1 from drowning a document that both lists rank moderately high.
+RRF_K = 60
+
+#: Filter keys that are columns of ``memories`` (and vec0 metadata columns); any
+#: other key is looked up in the metadata JSON object.
+COLUMN_KEYS = ("memory_type", "source")
+
+_SCALARS = (str, int, float, bool)
+
+# Words that match nearly every memory; dropping them keeps BM25 lists short
+# and fast at 100k rows. Kept when a query has nothing else.
+_STOPWORDS = frozenset("""
+a an and are as at be but by did do does for from had has have he her his how i if in is it
+its me my of on or our she so that the their them they this to was we were what when where
+which who whom why will with you your s t d
+""".split())
+_MAX_TERMS = 32
+
+
+@dataclass
+class Filter:
+    """A validated metadata_filter as SQL over ``memories m`` plus vec0 constraints.
+
+    ``where``/``params`` select the namespace and every condition; ``vec_sql``/
+    ``vec_params`` are the column conditions expressed on the vec0 table;
+    ``needs_rows`` says whether some condition can only be checked on ``memories``.
+    """
+
+    where: str
+    params: list
+    vec_sql: str = ""
+    vec_params: list = field(default_factory=list)
+    needs_rows: bool = False
+
+
+def _values(key: str, value) -> list:
+    """A filter value as a non-empty list of SQL scalars (a list means 'any of')."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ValueError(f"metadata_filter[{key!r}] is an empty list: it could match nothing")
+    for v in values:
+        if not isinstance(v, _SCALARS):
+            raise ValueError(f"metadata_filter[{key!r}] = {v!r}: values must be strings, numbers, "
+                             "booleans or a list of those")
+    return [int(v) if isinstance(v, bool) else v for v in values]
+
+
+def build_filter(namespace: str, metadata_filter: dict | None) -> Filter:
+    """Translate ``{"memory_type": "fact", "tags": ["a", "b"]}`` into SQL.
+
+    ``memory_type``/``source`` match columns; another key matches the metadata
+    value at that top-level key, and when that value is a JSON array, any of its
+    elements (so ``{"tags": "work"}`` finds ``{"tags": ["work", "home"]}``).
+    """
+    where, params = ["m.namespace = ?"], [namespace]
+    f = Filter("", [])
+    if metadata_filter is None:
+        metadata_filter = {}
+    if not isinstance(metadata_filter, dict):
+        raise ValueError(f"metadata_filter must be an object, got {type(metadata_filter).__name__}")
+    for key, value in sorted(metadata_filter.items()):
+        if not isinstance(key, str) or not key or '"' in key:
+            raise ValueError(f"metadata_filter key {key!r}: must be a non-empty string without '\"'")
+        values = _values(key, value)
+        marks = ", ".join("?" * len(values))
+        if key in COLUMN_KEYS:
+            where.append(f"m.{key} IN ({marks})")
+            params += values
+            f.vec_sql += f" AND {key} IN ({marks})"
+            f.vec_params += values
+        else:
+            # json_each over a scalar yields that scalar; over an array, its elements.
+            where.append(f"EXISTS (SELECT 1 FROM json_each(m.metadata, ?) AS j WHERE j.value IN ({marks}))")
+            params += [f'$."{key}"', *values]
+            f.needs_rows = True
+    f.where, f.params = " AND ".join(where), params
+    return f
+
+
+def fts_query(text: str | None) -> str | None:
+    """Turn free user text into a safe FTS5 query: quoted terms joined by OR.
+
+    Every term is a double-quoted string, so FTS5 syntax in the text (quotes,
+    parentheses, AND/OR/NOT/NEAR, ``col:``, ``*``) is just words. None when the
+    text has no words at all.
+    """
+    if not text:
+        return None
+    words = list(dict.fromkeys(re.findall(r"\w+", text.lower())))
+    kept = [w for w in words if w not in _STOPWORDS] or words
+    if not kept:
+        return None
+    return " OR ".join(f'"{w}"' for w in kept[:_MAX_TERMS])
+
+
+def cosine_rank(ids: list[int], blobs: list[bytes], query: np.ndarray) -> list[tuple[int, float]]:
+    """(id, cosine) best first; stored vectors and the query are unit norm, so cosine = dot."""
+    if not ids:
+        return []
+    matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1)
+    sims = matrix @ query
+    order = sorted(range(len(ids)), key=lambda i: (-sims[i], ids[i]))
+    return [(ids[i], float(sims[i])) for i in order]
+
+
+def rrf(*ranked: list[int], k: int = RRF_K) -> dict[int, float]:
+    """Reciprocal-rank fusion of ranked id lists (best first)."""
+    scores: dict[int, float] = {}
+    for ids in ranked:
+        for rank, mid in enumerate(ids, start=1):
+            scores[mid] = scores.get(mid, 0.0) + 1.0 / (k + rank)
+    return scores
