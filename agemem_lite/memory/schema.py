@@ -18,17 +18,19 @@ from ..errors import StoreError
 #: Wait this long for another process's write lock before giving up.
 BUSY_TIMEOUT_MS = 5000
 
-# Why synchronous=FULL: in WAL mode NORMAL already survives a killed process
-# (tests/test_crash_safety.py), but a commit may be lost on power failure.
-# A memory the assistant told the user it stored should survive a laptop
-# losing power, and writes are rare (about two per turn, SPEC §7 tool counts),
-# so the extra fsync per commit costs nothing the user can notice.
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",    # readers never block the writer (TUI + agent)
-    "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA secure_delete=ON",    # zero freed cells/pages: deleted text leaves the file
 )
+
+# Default synchronous=FULL: in WAL mode NORMAL already survives a killed
+# process (tests/test_crash_safety.py), but its last commits may be lost on
+# power failure. A memory the assistant said it stored should survive a laptop
+# losing power, and writes are rare (about two per turn, SPEC §7 tool counts),
+# so one fsync per commit (~1-2 ms) is invisible next to the LLM. Throwaway
+# stores (training rollouts, tests of logic) may choose NORMAL.
+SYNCHRONOUS = ("FULL", "NORMAL")
 
 
 def _v1(conn: apsw.Connection, dim: int) -> None:
@@ -51,6 +53,17 @@ def _v1(conn: apsw.Connection, dim: int) -> None:
         );
         CREATE INDEX memories_by_time ON memories(namespace, created_at, id);
         CREATE INDEX memories_by_type ON memories(namespace, memory_type);
+
+        -- Metadata filter index (SPEC §2 metadata_filter): one row per top-level
+        -- scalar value, or per scalar element of a top-level array, so a filter
+        -- is an index lookup instead of json_each over every row.
+        CREATE TABLE memory_meta (
+            memory_id INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+            key       TEXT NOT NULL,
+            value     ANY NOT NULL
+        );
+        CREATE INDEX memory_meta_lookup ON memory_meta(key, value, memory_id);
+        CREATE INDEX memory_meta_owner ON memory_meta(memory_id);
 
         -- Unit-norm float32 vectors, for exact rescoring of the binary prefilter.
         CREATE TABLE memory_vectors (
@@ -165,13 +178,16 @@ def _migrate(conn: apsw.Connection, dim: int, label: str) -> None:
             "open it with the embedder it was built with, or use a new database file")
 
 
-def connect(path: str | os.PathLike, dim: int) -> apsw.Connection:
+def connect(path: str | os.PathLike, dim: int, synchronous: str = "FULL") -> apsw.Connection:
     """Open (creating if needed) a memory database with sqlite-vec loaded and the schema current.
 
     Any failure (not a database, corrupt, locked, newer schema, wrong dim)
     becomes one ``StoreError`` line that names the file.
     """
     import sqlite_vec
+
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"synchronous={synchronous!r}: expected one of {', '.join(SYNCHRONOUS)}")
 
     target = os.fspath(path)
     label = "in-memory database" if target == ":memory:" else target
@@ -184,7 +200,7 @@ def connect(path: str | os.PathLike, dim: int) -> apsw.Connection:
         conn.enable_load_extension(True)
         conn.load_extension(sqlite_vec.loadable_path())
         conn.enable_load_extension(False)
-        for pragma in PRAGMAS:
+        for pragma in (*PRAGMAS, f"PRAGMA synchronous={synchronous}"):
             conn.execute(pragma).fetchall()
         _migrate(conn, dim, label)
         return conn

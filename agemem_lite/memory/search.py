@@ -74,8 +74,8 @@ def build_filter(namespace: str, metadata_filter: dict | None) -> Filter:
     if not isinstance(metadata_filter, dict):
         raise ValueError(f"metadata_filter must be an object, got {type(metadata_filter).__name__}")
     for key, value in sorted(metadata_filter.items()):
-        if not isinstance(key, str) or not key or '"' in key:
-            raise ValueError(f"metadata_filter key {key!r}: must be a non-empty string without '\"'")
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"metadata_filter key {key!r}: must be a non-empty string")
         values = _values(key, value)
         marks = ", ".join("?" * len(values))
         if key in COLUMN_KEYS:
@@ -84,12 +84,22 @@ def build_filter(namespace: str, metadata_filter: dict | None) -> Filter:
             f.vec_sql += f" AND {key} IN ({marks})"
             f.vec_params += values
         else:
-            # json_each over a scalar yields that scalar; over an array, its elements.
-            where.append(f"EXISTS (SELECT 1 FROM json_each(m.metadata, ?) AS j WHERE j.value IN ({marks}))")
-            params += [f'$."{key}"', *values]
+            # memory_meta holds each scalar (or array element) under its key.
+            where.append(f"m.id IN (SELECT memory_id FROM memory_meta WHERE key = ? AND value IN ({marks}))")
+            params += [key, *values]
             f.needs_rows = True
     f.where, f.params = " AND ".join(where), params
     return f
+
+
+def meta_rows(metadata: dict) -> list[tuple[str, object]]:
+    """(key, value) rows of memory_meta: top-level scalars and scalar elements of top-level arrays."""
+    rows = []
+    for key, value in metadata.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, _SCALARS):
+                rows.append((key, int(v) if isinstance(v, bool) else v))
+    return rows
 
 
 def fts_query(text: str | None) -> str | None:

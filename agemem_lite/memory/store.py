@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import MemoryNotFound, StoreError
 from . import schema
-from .search import Filter, build_filter, cosine_rank, fts_query, rrf
+from .search import Filter, build_filter, cosine_rank, fts_query, meta_rows, rrf
 
 #: Retrieval modes of ``search``.
 MODES = ("hybrid", "vector", "keyword")
@@ -189,7 +189,8 @@ class MemoryStore:
     (WAL mode; writers wait up to ``schema.BUSY_TIMEOUT_MS``).
     """
 
-    def __init__(self, path: str | os.PathLike, dim: int = 384, *, keep_deleted: bool = False):
+    def __init__(self, path: str | os.PathLike, dim: int = 384, *, keep_deleted: bool = False,
+                 synchronous: str = "FULL"):
         if not isinstance(dim, int) or dim <= 0 or dim % 8:
             raise ValueError(f"dim={dim!r}: must be a positive multiple of 8 (bit[dim] vectors)")
         self.path = os.fspath(path)
@@ -197,7 +198,9 @@ class MemoryStore:
         #: Keep deleted memories' text and vector in history so a delete can be undone.
         self.keep_deleted = keep_deleted
         self._lock = threading.RLock()
-        self._conn: apsw.Connection | None = schema.connect(self.path, dim)
+        #: "FULL" (default) survives power loss; "NORMAL" only a crashed process (schema.py).
+        self.synchronous = synchronous
+        self._conn: apsw.Connection | None = schema.connect(self.path, dim, synchronous)
 
     # -- plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -263,10 +266,12 @@ class MemoryStore:
         return row
 
     @staticmethod
-    def _index(c, mid: int, namespace: str, content: str, memory_type: str, source: str,
+    def _index(c, mid: int, namespace: str, content: str, memory_type: str, source: str, metadata: str,
                vec: np.ndarray) -> None:
-        """Add a memory to the vector tables and the keyword index."""
+        """Add a memory to the vector tables, the keyword index and the metadata index."""
         blob = vec.tobytes()
+        c.executemany("INSERT INTO memory_meta(memory_id, key, value) VALUES (?, ?, ?)",
+                      [(mid, k, v) for k, v in meta_rows(json.loads(metadata))])
         c.execute("INSERT INTO memory_vectors(memory_id, embedding) VALUES (?, ?)", (mid, blob))
         c.execute("INSERT INTO memory_bits(rowid, namespace, memory_type, source, embedding) "
                   "VALUES (?, ?, ?, ?, vec_quantize_binary(?))", (mid, namespace, memory_type, source, blob))
@@ -280,6 +285,7 @@ class MemoryStore:
         c.execute("INSERT INTO memory_fts(memory_fts, rowid, content) VALUES ('delete', ?, ?)", (mid, content))
         c.execute("DELETE FROM memory_bits WHERE rowid = ?", (mid,))
         c.execute("DELETE FROM memory_vectors WHERE memory_id = ?", (mid,))
+        c.execute("DELETE FROM memory_meta WHERE memory_id = ?", (mid,))
         return blob
 
     @staticmethod
@@ -345,7 +351,7 @@ class MemoryStore:
                           "created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
                           (namespace, content, memory_type, meta, source, now, now))
                 mid = c.last_insert_rowid()
-                self._index(c, mid, namespace, content, memory_type, source, vec)
+                self._index(c, mid, namespace, content, memory_type, source, meta, vec)
                 self._log(c, mid, namespace, "add", actor, now, source, now, new=(content, meta, memory_type))
                 out.append(Memory(format_memory_id(mid), namespace, content, memory_type,
                                   json.loads(meta), source, now, now))
@@ -375,7 +381,7 @@ class MemoryStore:
             old_blob = self._unindex(c, mid, old_content)
             c.execute("UPDATE memories SET content = ?, metadata = ?, memory_type = ?, updated_at = ? "
                       "WHERE id = ?", (content, new_meta, new_type, now, mid))
-            self._index(c, mid, ns, content, new_type, source, vec)
+            self._index(c, mid, ns, content, new_type, source, new_meta, vec)
             self._log(c, mid, ns, "update", actor, now, source, created,
                       old=(old_content, old_meta, old_type, old_blob), new=(content, new_meta, new_type))
             return Memory(format_memory_id(mid), ns, content, new_type, json.loads(new_meta), source, created, now)
@@ -426,7 +432,7 @@ class MemoryStore:
         filt = build_filter(namespace, metadata_filter)
         depth = max(top_k, FUSION_DEPTH) if mode == "hybrid" else top_k
         with self._tx(write=False) as c:
-            vec_hits = self._vector_search(c, namespace, query, depth, filt) if mode != "keyword" else []
+            vec_hits = self._vector_search(c, namespace, query, depth, top_k, filt) if mode != "keyword" else []
             kw_ids = self._keyword_search(c, query_text, depth, filt) if mode != "vector" else []
             scores = rrf([mid for mid, _ in vec_hits], kw_ids)
             sims = dict(vec_hits)
@@ -443,9 +449,13 @@ class MemoryStore:
                 sims.update(cosine_rank([r[0] for r in got], [r[1] for r in got], query))
         return [Hit(Memory._from_row(rows[m]), scores[m], sims.get(m)) for m in ranked]
 
-    def _vector_search(self, c, namespace: str, query: np.ndarray, n: int,
+    def _vector_search(self, c, namespace: str, query: np.ndarray, n: int, top_k: int,
                        filt: Filter) -> builtins.list[tuple[int, float]]:
-        """The n nearest memories passing the filter, as (id, cosine), best first.
+        """Up to n nearest memories passing the filter, as (id, cosine), best first.
+
+        The binary prefilter fetches OVERSAMPLE * top_k candidates (at least
+        MIN_CANDIDATES); the deeper part of an RRF list (n > top_k) is taken
+        from the same rescored candidates rather than paying for more.
 
         Filter strategy (sqlite-vec applies WHERE after its KNN only for plain
         columns, which would return fewer than k rows):
@@ -464,7 +474,7 @@ class MemoryStore:
                 return cosine_rank([r[0] for r in rows], [r[1] for r in rows], query)[:n]
             extra += f" AND rowid IN (SELECT m.id FROM memories AS m WHERE {filt.where})"
             params += filt.params
-        k = min(VEC0_K_MAX, max(MIN_CANDIDATES, OVERSAMPLE * n))
+        k = min(VEC0_K_MAX, max(MIN_CANDIDATES, OVERSAMPLE * top_k, n))
         ids = [r[0] for r in c.execute(
             "SELECT rowid FROM memory_bits WHERE embedding MATCH vec_quantize_binary(?) AND k = ? "
             f"AND namespace = ?{extra}", (query.tobytes(), k, namespace, *params))]
@@ -572,7 +582,7 @@ class MemoryStore:
                 cur_blob = self._unindex(c, mid, cur_content)
                 c.execute("UPDATE memories SET content = ?, metadata = ?, memory_type = ?, updated_at = ? "
                           "WHERE id = ?", (o_content, o_meta, o_type, now, mid))
-                self._index(c, mid, namespace, o_content, o_type, source,
+                self._index(c, mid, namespace, o_content, o_type, source, o_meta,
                             np.frombuffer(o_blob, dtype=np.float32))
                 undo_id = self._log(c, mid, namespace, "undo", actor, now, source, created, undoes=hid,
                                     old=(cur_content, cur_meta, cur_type, cur_blob), new=(o_content, o_meta, o_type))
@@ -582,7 +592,8 @@ class MemoryStore:
                 c.execute("INSERT INTO memories(id, namespace, content, memory_type, metadata, source, created_at, "
                           "updated_at) VALUES (?,?,?,?,?,?,?,?)",
                           (mid, namespace, o_content, o_type, o_meta, source, created, now))
-                self._index(c, mid, namespace, o_content, o_type, source, np.frombuffer(o_blob, dtype=np.float32))
+                self._index(c, mid, namespace, o_content, o_type, source, o_meta,
+                            np.frombuffer(o_blob, dtype=np.float32))
                 undo_id = self._log(c, mid, namespace, "undo", actor, now, source, created, undoes=hid,
                                     new=(o_content, o_meta, o_type))
                 result = Memory(format_memory_id(mid), namespace, o_content, o_type, json.loads(o_meta),
