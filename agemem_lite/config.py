@@ -55,6 +55,10 @@ class Settings:
     top_k: int = _f(3, "Default top_k of Retrieve_memory.", "§2")
     auto_retrieve_k: int = _f(3, "Memories retrieved by the environment before each user turn and shown "
                               "with it (SPEC §4 stage 1 behaviour); 0 turns it off.", "§4")
+    auto_retrieve_min_similarity: float = _f(0.2, "Automatic retrieval shows a memory only if its cosine "
+                                             "similarity to the user turn is at least this (keyword-only hits pass).", "§4")
+    guided: bool = _f(True, "Aids for prompted (untrained) policies: demonstration turns after the system "
+                      "prompt and a grammar-forced 'Kind: …' label at the start of each think.", "§3")
     filter_threshold: float = _f(0.6, "θ: Filter_context drops messages with cosine ≥ θ to the criteria.", "§2")
     n_threads: int = _f(0, "CPU threads for llama.cpp; 0 means all cores.")
     keep_deleted: bool = _f(False, "Keep deleted memories' text in the history so a delete can be undone. "

@@ -1,0 +1,122 @@
+"""One user turn: policy -> protocol -> tools -> store/stm (SPEC §1-§4).
+
+``Agent.turn`` shows the user message with the memories the environment
+retrieved for it (SPEC §4, stage 1 behaviour; ``auto_retrieve_k``), then runs
+steps until the policy writes ``<answer>`` or the step limit is reached. The
+last allowed step is decoded with an answer-only grammar, so a turn always ends
+with a reply. Every step becomes a ``records.Step``.
+
+Context layout: system prompt, demonstration turns (prompted policies only),
+then the conversation. The first two never change, so llama.cpp reuses their KV
+cache across turns. When a turn ends, the think blocks of its assistant
+messages are dropped from the context (they served that turn; keeping them
+would spend the budget on stale reasoning).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import time
+from typing import Callable
+
+from . import prompts
+from .config import Settings
+from .memory.stm import Context
+from .memory.store import MemoryStore
+from .memory.tools import ToolEnv, ToolResult, dispatch, grammar_schemas
+from .protocol import ToolCall, parse_step
+from .records import Step, Turn
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>\n?", re.S)
+
+
+class Agent:
+    """The assistant: a policy managing its LTM (store) and STM (context) through tools."""
+
+    def __init__(self, policy, store: MemoryStore, embedder, settings: Settings, *,
+                 today: str | None = None, demonstrations: bool = True,
+                 approve: Callable[[ToolCall], bool] | None = None):
+        self.policy = policy
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self.today = today or _dt.date.today().isoformat()
+        self.context = Context(policy.count_tokens, settings.context_budget)
+        self.context.append("system", prompts.render_system(
+            today=self.today, budget=settings.context_budget, tool_schemas=grammar_schemas()))
+        if demonstrations:
+            for m in prompts.render_demonstrations():
+                self.context.append(m["role"], m["content"], kind="demo")
+        self.env = ToolEnv(store=store, embed=embedder.embed_one, namespace=settings.namespace,
+                           context=self.context, summarise=self._write_summary,
+                           filter_threshold=settings.filter_threshold, default_top_k=settings.top_k,
+                           approve=approve)
+        self.turns: list[Turn] = []
+
+    def _write_summary(self, transcript: str) -> str:
+        return self.policy.summarise(prompts.render_summary_request(transcript))
+
+    def related_memories(self, text: str) -> list[dict]:
+        """SPEC §4: the environment's own retrieval shown with a turn (not a tool call)."""
+        k = self.settings.auto_retrieve_k
+        if k <= 0 or self.store.count(self.settings.namespace) == 0:
+            return []
+        hits = self.store.search(self.settings.namespace, text, self.embedder.embed_one(text), top_k=k)
+        floor = self.settings.auto_retrieve_min_similarity
+        return [{"id": h.memory.id, "content": h.memory.content, "score": h.score,
+                 "similarity": h.similarity}
+                for h in hits if h.similarity is None or h.similarity >= floor]
+
+    def turn(self, user_text: str, *, on_text: Callable[[str], None] | None = None,
+             on_step: Callable[[Step], None] | None = None) -> Turn:
+        """Run one user turn to its answer. Never raises for anything the model writes."""
+        if not isinstance(user_text, str) or not user_text.strip():
+            raise ValueError("the user message is empty")
+        related = self.related_memories(user_text)
+        for r in related:
+            self.env.seen_ids.add(r["id"])
+        shown = prompts.render_related([(r["id"], r["content"]) for r in related])
+        self.context.append("user", prompts.render_user_turn(user_text.strip(), shown))
+        turn = Turn(user=user_text, related=related)
+        limit = self.settings.max_steps_per_turn
+        for i in range(limit):
+            step = self._step(i, allow_tools=i < limit - 1, on_text=on_text)
+            turn.steps.append(step)
+            if on_step:
+                on_step(step)
+            if step.answer is not None:
+                turn.answer = step.answer
+                break
+        self._drop_thinks()
+        self.turns.append(turn)
+        return turn
+
+    def _step(self, index: int, *, allow_tools: bool, on_text) -> Step:
+        prompt = self.context.as_dicts()
+        context_tokens = self.context.tokens
+        comp = self.policy.step(prompt, allow_tools=allow_tools, on_text=on_text)
+        parsed = parse_step(comp.text)
+        t0 = time.perf_counter()
+        if parsed.error:
+            results = [ToolResult("protocol", False, parsed.error)]
+        else:
+            # Tools run before the step is appended, so Filter_context cannot remove
+            # the very call that asked for it.
+            results = [dispatch(self.env, c) for c in parsed.calls]
+        tools_s = time.perf_counter() - t0
+        self.context.append("assistant", comp.text)
+        for r in results:
+            self.context.append("tool", prompts.render_tool_result(r.name, r.ok, r.text))
+        return Step(index=index, prompt=prompt, completion=comp.text, kind=parsed.kind,
+                    think=parsed.think, calls=[c.to_dict() for c in parsed.calls],
+                    results=[r.to_dict() for r in results], answer=parsed.answer, error=parsed.error,
+                    prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens,
+                    context_tokens=context_tokens, reused_prompt_tokens=comp.reused_prompt_tokens,
+                    generate_s=comp.seconds, first_token_s=comp.first_token_s, tools_s=tools_s)
+
+    def _drop_thinks(self) -> None:
+        for m in self.context.messages:
+            if m.role == "assistant" and m.kind != "demo" and "<think>" in m.content:
+                m.content = _THINK_BLOCK.sub("", m.content, count=1)
+                m.tokens = self.context.count_tokens(m.content)

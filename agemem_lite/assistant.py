@@ -1,0 +1,78 @@
+"""Open everything a chat needs from ``Settings``: model files, embedder, store, policy, agent.
+
+The CLI and the TUI both call ``open_assistant``; it owns the resources and
+closes them in ``Assistant.close`` (also a context manager).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .agent import Agent
+from .config import Settings
+from .embed import load_embedder
+from .memory.store import MemoryStore
+from .memory.tools import grammar_schemas
+from .model_files import get_spec, resolve
+from .policy.llama import LlamaPolicy
+from .prompts import THINK_KINDS
+
+Progress = Callable[[int, int | None], None]
+
+
+def open_policy(settings: Settings, name: str | None = None, *, progress: Progress | None = None,
+                guided: bool | None = None) -> LlamaPolicy:
+    """Resolve (assemble/verify on first use) and load a registry policy."""
+    name = name or settings.policy
+    spec = get_spec(settings, name)
+    if spec.role != "policy":
+        from .errors import ConfigError
+
+        raise ConfigError(f"model {name!r} is an {spec.role}, not a policy")
+    path = resolve(settings, name, progress=progress)
+    guided = settings.guided if guided is None else guided
+    return LlamaPolicy(path, name=name, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
+                       seed=settings.seed, temperature=settings.temperature,
+                       max_new_tokens=settings.max_new_tokens, think_tokens=settings.think_tokens,
+                       think_kinds=THINK_KINDS if guided else None, tool_schemas=grammar_schemas())
+
+
+@dataclass
+class Assistant:
+    """An open agent with the resources it owns."""
+
+    agent: Agent
+    policy: LlamaPolicy
+    embedder: object
+    store: MemoryStore
+
+    def close(self) -> None:
+        self.store.close()
+        self.policy.close()
+        self.embedder.close()
+
+    def __enter__(self) -> "Assistant":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_store(settings: Settings) -> MemoryStore:
+    """The memory database under the data directory (created 0600 on first use)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return MemoryStore(settings.db_path, keep_deleted=settings.keep_deleted)
+
+
+def open_assistant(settings: Settings, *, progress: Progress | None = None, approve=None) -> Assistant:
+    """Load policy + embedder + store and build the agent."""
+    embedder = load_embedder(settings, progress=progress)
+    try:
+        policy = open_policy(settings, progress=progress)
+    except BaseException:
+        embedder.close()
+        raise
+    store = open_store(settings)
+    agent = Agent(policy, store, embedder, settings, demonstrations=settings.guided, approve=approve)
+    return Assistant(agent, policy, embedder, store)

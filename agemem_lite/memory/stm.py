@@ -1,0 +1,130 @@
+"""Short-term memory: the context as a message list with token counts (SPEC §1-§2).
+
+Token counts come from the serving model's own tokenizer (``count_tokens``), so
+the budget ``T_max`` means what llama.cpp will see. Two messages are protected
+and never summarised or filtered away (our decision, SPEC §2): the system
+message and the pending user message (the latest user turn). Demonstration
+turns (kind "demo", part of the fixed prompt prefix) are protected too.
+
+A "round" starts at a user message and runs to the next one (the assistant's
+steps and tool results in between belong to it). ``Summary_context`` with span N
+replaces the last N complete rounds before the pending user message; "all"
+replaces every message between the system message and the pending user message.
+The summary message takes the place of the span it replaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+@dataclass
+class Message:
+    """One context message. ``kind`` tags special messages (e.g. "summary", "distractor")."""
+
+    role: str
+    content: str
+    tokens: int = 0
+    kind: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Context:
+    """The agent's context ``C_t``: messages, their token counts and the budget ``T_max``."""
+
+    count_tokens: Callable[[str], int]
+    budget: int
+    messages: list[Message] = field(default_factory=list)
+
+    # -- building ---------------------------------------------------------------
+    def append(self, role: str, content: str, kind: str = "") -> Message:
+        """Add a message, counting its tokens with the model's tokenizer."""
+        if role not in ROLES:
+            raise ValueError(f"role {role!r} is not one of {ROLES}")
+        m = Message(role, content, self.count_tokens(content), kind)
+        self.messages.append(m)
+        return m
+
+    def reset(self, keep_system: bool = True) -> None:
+        """Empty the context (SPEC §4 stage 2 reset); the system message may stay."""
+        self.messages = [m for m in self.messages if keep_system and m.role == "system"][:1]
+
+    @property
+    def tokens(self) -> int:
+        """Content tokens in the context (template overhead is measured by the policy)."""
+        return sum(m.tokens for m in self.messages)
+
+    @property
+    def over_budget(self) -> bool:
+        return self.tokens > self.budget
+
+    def as_dicts(self) -> list[dict]:
+        """``[{"role", "content"}]`` for chat templates and step records."""
+        return [{"role": m.role, "content": m.content} for m in self.messages]
+
+    # -- protection ---------------------------------------------------------------
+    def _pending_user(self) -> int | None:
+        for i in range(len(self.messages) - 1, -1, -1):
+            if self.messages[i].role == "user":
+                return i
+        return None
+
+    def protected(self) -> set[int]:
+        """Indices never summarised or filtered: the first system message, the pending user turn."""
+        out = {i for i, m in enumerate(self.messages) if m.role == "system" or m.kind == "demo"}
+        p = self._pending_user()
+        if p is not None:
+            out.add(p)
+        return out
+
+    # -- SPEC §2 Summary_context ----------------------------------------------------
+    def summarise(self, rounds: int | None, write_summary: Callable[[str], str]) -> dict | None:
+        """Replace a span by one summary message; returns what was saved, or None if no span."""
+        pending = self._pending_user()
+        end = pending if pending is not None else len(self.messages)
+        prot = self.protected()
+        start = next((i for i in range(end) if i not in prot), end)
+        if rounds is not None:
+            starts = [i for i in range(start, end) if self.messages[i].role == "user"]
+            if not starts:
+                return None
+            start = starts[-rounds] if rounds <= len(starts) else starts[0]
+        span = self.messages[start:end]
+        if not span:
+            return None
+        transcript = "\n".join(f"{m.role}: {m.content}" for m in span)
+        text = write_summary(transcript).strip() or transcript[:200]
+        summary = Message("user", f"[Summary of earlier conversation]\n{text}", 0, "summary")
+        summary.tokens = self.count_tokens(summary.content)
+        before = sum(m.tokens for m in span)
+        self.messages[start:end] = [summary]
+        return {"messages": len(span), "tokens_before": before, "tokens_after": summary.tokens,
+                "summary": text}
+
+    # -- SPEC §2 Filter_context -----------------------------------------------------
+    def filter(self, criteria_vec: np.ndarray, embed: Callable[[str], np.ndarray],
+               threshold: float) -> dict:
+        """Drop every unprotected message whose embedding has cosine ≥ θ with the criteria."""
+        keep, removed, tokens = [], [], 0
+        prot = self.protected()
+        c = np.asarray(criteria_vec, dtype=np.float32)
+        c = c / (np.linalg.norm(c) or 1.0)
+        for i, m in enumerate(self.messages):
+            if i not in prot:
+                v = np.asarray(embed(m.content), dtype=np.float32)
+                cos = float(v @ c / (np.linalg.norm(v) or 1.0))
+                if cos >= threshold:
+                    removed.append({"role": m.role, "content": m.content[:200], "cosine": round(cos, 3)})
+                    tokens += m.tokens
+                    continue
+            keep.append(m)
+        self.messages = keep
+        return {"messages": len(removed), "tokens": tokens, "removed": removed}

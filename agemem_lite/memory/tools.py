@@ -1,0 +1,270 @@
+"""The six memory tools of SPEC §2: one function each, one ``TOOLS`` table, one dispatcher.
+
+A tool validates its arguments and raises ``ToolCallError`` with a message that
+tells the model what to do instead; ``dispatch`` turns that into an error
+result that goes back into the context, so a bad call never ends an episode and
+never changes the store (validation happens before any write).
+
+Decisions where the paper is silent (SPEC §2):
+- ``Update_memory``/``Delete_memory`` need a ``memory_id`` the model has seen in
+  this context (shown by the environment's automatic retrieval, returned by
+  ``Retrieve_memory`` or ``Add_memory``): the paper says the id "must come from an
+  earlier retrieval"; this also stops invented ids such as "sister_birthday".
+- ``confirmation`` accepts the paper's case-study alias ``"confirmed"``; ``span``
+  accepts ``"full"`` as an alias of ``"all"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .. import prompts
+from ..errors import MemoryNotFound, ToolCallError
+from ..protocol import ToolCall
+from .stm import Context
+from .store import MemoryStore, parse_memory_id
+
+MEMORY_TYPES = ("fact", "preference", "event", "task", "note")
+
+
+@dataclass
+class ToolEnv:
+    """What the tools act on: the LTM store (with its embedder) and the STM context."""
+
+    store: MemoryStore
+    embed: Callable[[str], np.ndarray]
+    namespace: str
+    context: Context
+    summarise: Callable[[str], str]
+    filter_threshold: float = 0.6
+    default_top_k: int = 3
+    actor: str = "agent"
+    #: memory ids the model has seen in this context (SPEC §2: ids come from a retrieval)
+    seen_ids: set[str] = field(default_factory=set)
+    #: optional gate for LTM writes (the TUI's approval mode): returns False to reject
+    approve: Callable[[ToolCall], bool] | None = None
+
+
+@dataclass
+class ToolResult:
+    """One tool's outcome: ``text`` goes into the context, ``data`` to UIs and traces."""
+
+    name: str
+    ok: bool
+    text: str
+    data: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "ok": self.ok, "text": self.text, "data": self.data}
+
+
+# --- argument helpers ----------------------------------------------------------
+
+def _str_arg(args: dict, key: str, tool: str, *, required: bool = True, default: str | None = None) -> str | None:
+    v = args.get(key, default)
+    if v is None:
+        if required:
+            raise ToolCallError(f'missing required argument "{key}"')
+        return None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str):
+        raise ToolCallError(f'"{key}" must be a string')
+    v = v.strip()
+    if required and not v:
+        raise ToolCallError(f'"{key}" must not be empty')
+    return v
+
+
+def _obj_arg(args: dict, key: str) -> dict | None:
+    v = args.get(key)
+    if v is None or v == "":
+        return None
+    if not isinstance(v, dict):
+        raise ToolCallError(f'"{key}" must be a JSON object')
+    return v
+
+
+def _known_id(env: ToolEnv, args: dict, tool: str) -> str:
+    raw = _str_arg(args, "memory_id", tool)
+    try:
+        mid = f"mem_{parse_memory_id(raw)}"
+    except ValueError:
+        raise ToolCallError(
+            f"'{raw}' is not a memory id (ids look like mem_3 and come from [Related memories] or "
+            f"Retrieve_memory); to store a new fact call Add_memory") from None
+    try:
+        env.store.get(env.namespace, mid)
+    except MemoryNotFound:
+        raise ToolCallError(f"no memory {mid}; to store a new fact call Add_memory, "
+                            "or call Retrieve_memory to find the right id") from None
+    if mid not in env.seen_ids:
+        raise ToolCallError(f"{mid} has not been shown in this conversation; call Retrieve_memory first "
+                            "and use an id from its results")
+    return mid
+
+
+def _check_approved(env: ToolEnv, call: ToolCall) -> None:
+    if env.approve is not None and not env.approve(call):
+        raise ToolCallError("the user rejected this memory change; do not retry it, answer the user")
+
+
+def _memory_type(args: dict) -> str:
+    t = (_str_arg(args, "memory_type", "", required=False) or "fact").lower()
+    return t if t in MEMORY_TYPES else "note"
+
+
+# --- the six tools (SPEC §2) ------------------------------------------------------
+
+def add_memory(env: ToolEnv, args: dict) -> ToolResult:
+    """Add_memory(content, metadata?, memory_type?): insert a new LTM entry."""
+    content = _str_arg(args, "content", "Add_memory")
+    metadata = _obj_arg(args, "metadata")
+    mtype = _memory_type(args)
+    _check_approved(env, ToolCall("Add_memory", args))
+    m = env.store.add(env.namespace, content, env.embed(content), memory_type=mtype,
+                      metadata=metadata, source=env.actor, actor=env.actor)
+    env.seen_ids.add(m.id)
+    return ToolResult("Add_memory", True, f"stored as {m.id}", {"memory": m.to_dict()})
+
+
+def update_memory(env: ToolEnv, args: dict) -> ToolResult:
+    """Update_memory(memory_id, content, metadata?): replace content and embedding."""
+    mid = _known_id(env, args, "Update_memory")
+    content = _str_arg(args, "content", "Update_memory")
+    metadata = _obj_arg(args, "metadata")
+    before = env.store.get(env.namespace, mid)
+    _check_approved(env, ToolCall("Update_memory", args))
+    m = env.store.update(env.namespace, mid, content, env.embed(content), metadata=metadata, actor=env.actor)
+    return ToolResult("Update_memory", True, f"{mid} updated",
+                      {"memory": m.to_dict(), "before": before.to_dict()})
+
+
+def delete_memory(env: ToolEnv, args: dict) -> ToolResult:
+    """Delete_memory(memory_id, confirmation): remove the entry (the text is forgotten)."""
+    mid = _known_id(env, args, "Delete_memory")
+    conf = args.get("confirmation", args.get("confirmed"))
+    if isinstance(conf, str):
+        conf = conf.strip().lower() in ("true", "yes", "confirmed", "1")
+    if conf is not True:
+        raise ToolCallError('set "confirmation": true to delete a memory')
+    _check_approved(env, ToolCall("Delete_memory", args))
+    m = env.store.delete(env.namespace, mid, actor=env.actor)
+    env.seen_ids.discard(mid)
+    return ToolResult("Delete_memory", True, f"{mid} deleted", {"memory": m.to_dict()})
+
+
+def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
+    """Retrieve_memory(query, top_k=3, metadata_filter?): hybrid search; results enter the context."""
+    query = _str_arg(args, "query", "Retrieve_memory")
+    top_k = args.get("top_k", env.default_top_k)
+    if isinstance(top_k, str) and top_k.strip().isdigit():
+        top_k = int(top_k)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 20:
+        raise ToolCallError('"top_k" must be an integer from 1 to 20')
+    flt = _obj_arg(args, "metadata_filter")
+    try:
+        hits = env.store.search(env.namespace, query, env.embed(query), top_k=top_k, metadata_filter=flt)
+    except ValueError as e:
+        raise ToolCallError(f"bad metadata_filter: {e}") from None
+    for h in hits:
+        env.seen_ids.add(h.memory.id)
+    text = "no memories found" if not hits else \
+        "\n" + "\n".join(f"[{h.memory.id}] {h.memory.content}" for h in hits)
+    return ToolResult("Retrieve_memory", True, text,
+                      {"query": query, "hits": [{"memory": h.memory.to_dict(), "score": h.score,
+                                                 "similarity": h.similarity} for h in hits]})
+
+
+def summary_context(env: ToolEnv, args: dict) -> ToolResult:
+    """Summary_context(span): replace "all" past messages or the last N rounds by a summary."""
+    span = args.get("span", "all")
+    if isinstance(span, int) and not isinstance(span, bool):
+        span = str(span)
+    if not isinstance(span, str):
+        raise ToolCallError('"span" must be "all" or a number of rounds such as "2"')
+    span = span.strip().lower()
+    if span in ("all", "full"):
+        rounds = None
+    elif span.isdigit() and int(span) > 0:
+        rounds = int(span)
+    else:
+        raise ToolCallError(f'span "{span}" is not "all" or a positive number of rounds')
+    saved = env.context.summarise(rounds, env.summarise)
+    if saved is None:
+        raise ToolCallError("nothing to summarise yet (the system message and the current "
+                            "user message are never summarised)")
+    return ToolResult("Summary_context", True, f"replaced {saved['messages']} messages by a summary "
+                      f"({saved['tokens_before']} -> {saved['tokens_after']} tokens)", saved)
+
+
+def filter_context(env: ToolEnv, args: dict) -> ToolResult:
+    """Filter_context(criteria): drop messages with cosine ≥ θ to the criteria (SPEC §2, θ = 0.6)."""
+    criteria = _str_arg(args, "criteria", "Filter_context")
+    removed = env.context.filter(env.embed(criteria), env.embed, env.filter_threshold)
+    return ToolResult("Filter_context", True,
+                      f"removed {removed['messages']} messages ({removed['tokens']} tokens)", removed)
+
+
+#: The one table of tools: name -> (function, JSON schema of the arguments).
+def _p(name: str, typ: str, **kw) -> dict:
+    return {"type": typ, "description": prompts.ARG_DESCRIPTIONS[name], **kw}
+
+
+TOOLS: dict[str, tuple[Callable[[ToolEnv, dict], ToolResult], dict]] = {
+    "Add_memory": (add_memory, {"type": "object", "properties": {
+        "content": _p("content", "string"), "memory_type": _p("memory_type", "string", enum=list(MEMORY_TYPES)),
+        "metadata": _p("metadata", "object")}, "required": ["content"]}),
+    "Update_memory": (update_memory, {"type": "object", "properties": {
+        "memory_id": _p("memory_id", "string"), "content": _p("content", "string"),
+        "metadata": _p("metadata", "object")}, "required": ["memory_id", "content"]}),
+    "Delete_memory": (delete_memory, {"type": "object", "properties": {
+        "memory_id": _p("memory_id", "string"), "confirmation": _p("confirmation", "boolean")},
+        "required": ["memory_id", "confirmation"]}),
+    "Retrieve_memory": (retrieve_memory, {"type": "object", "properties": {
+        "query": _p("query", "string"), "top_k": _p("top_k", "integer"),
+        "metadata_filter": _p("metadata_filter", "object")}, "required": ["query"]}),
+    "Summary_context": (summary_context, {"type": "object", "properties": {
+        "span": _p("span", "string")}, "required": ["span"]}),
+    "Filter_context": (filter_context, {"type": "object", "properties": {
+        "criteria": _p("criteria", "string")}, "required": ["criteria"]}),
+}
+
+LTM_WRITES = frozenset({"Add_memory", "Update_memory", "Delete_memory"})
+
+
+def tool_schemas(names: list[str] | None = None) -> list[dict]:
+    """OpenAI-style ``{"name", "description", "parameters"}`` dicts for the prompt and grammar."""
+    return [{"name": n, "description": prompts.TOOL_DESCRIPTIONS[n], "parameters": TOOLS[n][1]}
+            for n in (names or TOOLS)]
+
+
+def grammar_schemas(names: list[str] | None = None) -> list[dict]:
+    """Schemas for the decoding grammar: free-form ``metadata`` objects left out, because a
+    0.5B model fills them with noise; the tools still accept them from other callers."""
+    out = []
+    for s in tool_schemas(names):
+        params = {k: v for k, v in s["parameters"]["properties"].items()
+                  if k not in ("metadata", "metadata_filter")}
+        out.append({**s, "parameters": {"type": "object", "properties": params,
+                                        "required": s["parameters"]["required"]}})
+    return out
+
+
+def dispatch(env: ToolEnv, call: ToolCall) -> ToolResult:
+    """Run one call. Any invalid call becomes an error result; the store is left unchanged."""
+    name = call.name
+    if name not in TOOLS:
+        close = [n for n in TOOLS if n.lower() == name.lower().replace(" ", "_")]
+        hint = f"did you mean {close[0]}? " if close else ""
+        return ToolResult(name, False, f"unknown tool '{name}'; {hint}tools: {', '.join(TOOLS)}")
+    fn, _ = TOOLS[name]
+    if not isinstance(call.arguments, dict):
+        return ToolResult(name, False, '"arguments" must be a JSON object')
+    try:
+        return fn(env, call.arguments)
+    except ToolCallError as e:
+        return ToolResult(name, False, str(e))

@@ -1,0 +1,249 @@
+"""A GGUF policy served by llama-cpp-python (SPEC §3), torch-free.
+
+Three details make a small local model usable here:
+- Grammar: every step is decoded under ``protocol.grammar`` (GBNF), so it always
+  parses into a think block plus one tool call or one answer.
+- Tag spelling: where the vocabulary has ``<tool_call>`` as one special token
+  (Qwen2.5; its embedding row is untrained, LANDSCAPE.md), we tokenize the tag as
+  ordinary pieces ("<", "tool", "_call", ">") in prompts and ban the special id in
+  generation. The model then sees and writes the tag the same way, which is what
+  lets it copy the protocol from the prompt (measured: with the special token in
+  the prompt it answered instead of calling a tool on every test turn).
+- Prefix reuse: prompts are rendered by the model's own chat template from a
+  stable prefix (system prompt + demonstrations); llama-cpp-python keeps the
+  evaluated tokens and only evaluates the new suffix of the next prompt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+from .. import protocol
+from ..errors import ModelFileError
+from . import Completion
+
+#: Protocol tags that some vocabularies hold as single (untrained) special tokens.
+SPELLED_TAGS = (protocol.CALL_OPEN, protocol.CALL_CLOSE)
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% endif %}"
+)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """llama.cpp prints load logs on fd 2 even with verbose=False on some builds."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def load_llama(path: str | Path, **kwargs):
+    """Open a GGUF with llama.cpp, turning any failure into one ModelFileError line."""
+    from llama_cpp import Llama
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"model file not found: {p}")
+    with p.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelFileError(f"{p} is not a GGUF file (bad magic bytes)")
+    try:
+        with _quiet_stderr():
+            return Llama(model_path=str(p), verbose=False, **kwargs)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise ModelFileError(f"llama.cpp could not load {p.name}: {e} (file corrupt or truncated? "
+                             "run 'agemem models verify')") from None
+
+
+class LlamaPolicy:
+    """The memory policy: chat template + grammar-constrained steps on a GGUF model."""
+
+    def __init__(self, model_path: str | Path, *, name: str | None = None, n_ctx: int = 8192,
+                 n_threads: int = 0, seed: int = 0, temperature: float = 0.0,
+                 max_new_tokens: int = 384, think_tokens: int = 160,
+                 think_kinds: tuple[str, ...] | None = None, tool_schemas: list[dict] | None = None,
+                 lora_path: str | None = None):
+        kw = dict(n_ctx=n_ctx, seed=seed, n_threads=n_threads or os.cpu_count() or 2)
+        if lora_path:
+            kw["lora_path"] = str(lora_path)
+        self.llm = load_llama(model_path, **kw)
+        self.name = name or Path(model_path).stem
+        self.n_ctx = n_ctx
+        self.seed = seed
+        self.temperature = temperature
+        self.max_new_tokens = max_new_tokens
+        self.think_tokens = think_tokens
+        self.think_kinds = think_kinds
+        self.tool_schemas = tool_schemas or []
+        self._grammars: dict[tuple, object] = {}
+        self._spell = self._spelled_tags()
+        self.banned = {ids[0]: -float("inf") for ids in self._spell.values()}
+        self._last_prompt: list[int] = []
+        template = self.llm.metadata.get("tokenizer.chat_template") or CHATML
+        self._tool_role = "tool" in template
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        eos = self._piece(self.llm.token_eos())
+        bos = self._piece(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
+        self._formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+
+    # -- tokens -------------------------------------------------------------------
+    def _piece(self, tok: int) -> str:
+        return self.llm.detokenize([tok], special=True).decode("utf-8", "replace") if tok >= 0 else ""
+
+    def _spelled_tags(self) -> dict[str, list[int]]:
+        """Tags that tokenize to a single special token: spell them with ordinary tokens."""
+        out = {}
+        for tag in SPELLED_TAGS:
+            ids = self.llm.tokenize(tag.encode(), add_bos=False, special=True)
+            if len(ids) == 1:
+                out[tag] = ids
+        return out
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        """Tokenize like the prompt does: template control tokens as specials, tags spelled."""
+        if not self._spell:
+            return self.llm.tokenize(text.encode(), add_bos=False, special=special)
+        ids: list[int] = []
+        pattern = "(" + "|".join(re.escape(t) for t in self._spell) + ")"
+        for part in re.split(pattern, text):
+            if not part:
+                continue
+            if part in self._spell:
+                head = "</" if part.startswith("</") else "<"
+                ids += self.llm.tokenize(head.encode(), add_bos=False, special=False)
+                ids += self.llm.tokenize(part[len(head):].encode(), add_bos=False, special=False)
+            else:
+                ids += self.llm.tokenize(part.encode(), add_bos=False, special=special)
+        return ids
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a message body as the model will see it."""
+        return len(self.tokenize(text, special=False)) if text else 0
+
+    # -- prompts --------------------------------------------------------------------
+    def render(self, messages: list[dict]) -> str:
+        """The prompt text: the model's chat template with a generation prompt."""
+        msgs = messages
+        if not self._tool_role:
+            msgs = [{"role": "user", "content": f"<tool_response>\n{m['content']}\n</tool_response>"}
+                    if m["role"] == "tool" else m for m in messages]
+        return self._formatter(messages=msgs).prompt
+
+    def _grammar(self, *, allow_tools: bool, think: bool):
+        key = (allow_tools, think)
+        if key not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            gbnf = protocol.grammar(self.tool_schemas, allow_tools=allow_tools, think=think,
+                                    think_kinds=self.think_kinds)
+            with _quiet_stderr():
+                self._grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
+        return self._grammars[key]
+
+    # -- generation -----------------------------------------------------------------
+    def _generate(self, tokens: list[int], *, grammar=None, max_tokens: int,
+                  on_text: Callable[[str], None] | None, stop_when=None) -> tuple[str, float | None, str]:
+        from llama_cpp import StoppingCriteriaList
+
+        n_prompt = len(tokens)
+        criteria = None
+        if stop_when is not None:
+            criteria = StoppingCriteriaList([lambda ids, logits: stop_when(ids[n_prompt:])])
+        t0, first, parts, finish = time.perf_counter(), None, [], "stop"
+        stream = self.llm.create_completion(
+            tokens, max_tokens=max_tokens, temperature=self.temperature, seed=self.seed,
+            grammar=grammar, logit_bias=self.banned or None, stream=True,
+            stopping_criteria=criteria)
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            piece = choice.get("text") or ""
+            if piece:
+                if first is None:
+                    first = time.perf_counter() - t0
+                parts.append(piece)
+                if on_text:
+                    on_text(piece)
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+        return "".join(parts), first, finish
+
+    def _reused(self, tokens: list[int]) -> int:
+        n = 0
+        for a, b in zip(self._last_prompt, tokens):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def step(self, messages: list[dict], *, allow_tools: bool = True,
+             on_text: Callable[[str], None] | None = None) -> Completion:
+        """Generate one protocol step for the context ``messages``.
+
+        If the think block runs past ``think_tokens`` it is closed by the runtime
+        and the action is generated under the action-only grammar, so a rambling
+        think cannot eat the whole step budget.
+        """
+        prompt = self.render(messages)
+        tokens = self.tokenize(prompt)
+        if len(tokens) + self.max_new_tokens > self.n_ctx:
+            raise ModelFileError(f"prompt of {len(tokens)} tokens + {self.max_new_tokens} new tokens "
+                                 f"exceeds n_ctx={self.n_ctx}")
+        reused = self._reused(tokens)
+        t0 = time.perf_counter()
+        close = protocol.THINK_CLOSE
+
+        def think_too_long(gen_ids) -> bool:
+            if len(gen_ids) <= self.think_tokens:
+                return False
+            return close not in self.llm.detokenize(list(gen_ids)).decode("utf-8", "ignore")
+
+        text, first, finish = self._generate(tokens, grammar=self._grammar(allow_tools=allow_tools, think=True),
+                                             max_tokens=self.max_new_tokens, on_text=on_text,
+                                             stop_when=think_too_long)
+        if close not in text and text.startswith(protocol.THINK_OPEN):
+            # Think cap reached: close it for the model and decode the action.
+            bridge = f"{close}\n"
+            if on_text:
+                on_text(bridge)
+            text += bridge
+            more, _, finish = self._generate(tokens + self.tokenize(text, special=False),
+                                             grammar=self._grammar(allow_tools=allow_tools, think=False),
+                                             max_tokens=self.max_new_tokens, on_text=on_text)
+            text += more
+        self._last_prompt = tokens
+        return Completion(text=text, prompt_tokens=len(tokens),
+                          completion_tokens=len(self.tokenize(text, special=False)),
+                          seconds=time.perf_counter() - t0, first_token_s=first,
+                          reused_prompt_tokens=reused, finish_reason=finish)
+
+    def summarise(self, instruction: str, max_tokens: int = 200) -> str:
+        """Free text for Summary_context, written by the same model (SPEC §2)."""
+        prompt = self.render([{"role": "system", "content": "You write short, faithful summaries."},
+                              {"role": "user", "content": instruction}])
+        text, _, _ = self._generate(self.tokenize(prompt), max_tokens=max_tokens, on_text=None)
+        return text.strip()
+
+    def close(self) -> None:
+        """Free the model (avoids a noisy free at interpreter exit)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            with contextlib.suppress(Exception):
+                llm.close()

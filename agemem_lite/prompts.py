@@ -1,0 +1,176 @@
+"""Every string the model reads (STYLE §3).
+
+Training and serving call the same render functions, so the format cannot drift
+(SPEC §3). Nothing here reads the clock at import time: dates are arguments.
+"""
+
+from __future__ import annotations
+
+import json
+
+# SPEC §1-§3: the system prompt of the memory policy. Kept short: the 0.5B default
+# model follows short, concrete rules better than long ones, and a stable system
+# prompt is the prefix llama.cpp reuses across turns.
+SYSTEM_TEMPLATE = """\
+You are a private assistant with a long-term memory (LTM) that you manage yourself with tools.
+Today is {today}. Context budget: {budget} tokens.
+
+Every step: first <think>short reasoning</think>, then EITHER
+<tool_call>[{{"name": "...", "arguments": {{...}}}}]</tool_call>  OR  <answer>your reply to the user</answer>.
+
+Rules:
+- The user tells you a new personal fact, preference, plan or event: call Add_memory with the fact as one short sentence.
+- A fact you already have changed: call Update_memory with the memory_id shown as [mem_N].
+- A memory is wrong or no longer true: call Delete_memory with its memory_id and "confirmation": true.
+- The user asks something that needs a memory you cannot see: call Retrieve_memory.
+- The context is long or full of unrelated text: call Filter_context or Summary_context.
+- After the tools you need have run, or when nothing needs storing, give the <answer>.
+- Answer from the memories and conversation shown; never invent memory ids.
+
+Tools:
+{tools}"""
+
+# SPEC §2 Summary_context: fixed summarisation prompt, written by the same model.
+SUMMARY_INSTRUCTION = """\
+Summarise the conversation below in a few short sentences for your own later use. \
+Keep every name, number, date, place and decision. Do not add anything new.
+
+{transcript}"""
+
+# SPEC §4: how the environment shows related memories with a user turn.
+RELATED_HEADER = "[Related memories]"
+NO_RELATED = "[Related memories: none]"
+
+# Tool descriptions (SPEC §2). One place, rendered into the system prompt and the
+# JSON schemas the grammar is built from.
+TOOL_DESCRIPTIONS = {
+    "Add_memory": "Store a new durable fact in long-term memory.",
+    "Update_memory": "Replace the content of an existing memory (memory_id from a retrieval).",
+    "Delete_memory": "Delete a memory that is wrong or obsolete.",
+    "Retrieve_memory": "Search long-term memory; results are added to the context.",
+    "Summary_context": 'Replace past conversation by a summary; span "all" or the last N rounds as "N".',
+    "Filter_context": "Remove context messages that match the criteria (what to REMOVE).",
+}
+
+ARG_DESCRIPTIONS = {
+    "content": "the fact, as one short self-contained sentence",
+    "memory_type": "fact | preference | event | task | note",
+    "metadata": "optional object, e.g. {\"tags\": [\"family\"]}",
+    "memory_id": "id such as mem_3, shown next to the memory",
+    "confirmation": "must be true to delete",
+    "query": "what to search for",
+    "top_k": "number of memories to return",
+    "metadata_filter": "optional object, e.g. {\"memory_type\": \"preference\"}",
+    "span": "\"all\" or a number of recent rounds such as \"2\"",
+    "criteria": "description of the messages to remove",
+}
+
+
+def render_tools(tool_schemas: list[dict]) -> str:
+    """One line per tool: name(args) — description. Compact on purpose (tokens)."""
+    lines = []
+    for t in tool_schemas:
+        props = t["parameters"]["properties"]
+        req = set(t["parameters"].get("required", []))
+        args = ", ".join(f"{k}{'' if k in req else '?'}" for k in props)
+        lines.append(f"- {t['name']}({args}): {t['description']}")
+    return "\n".join(lines)
+
+
+def render_system(*, today: str, budget: int, tool_schemas: list[dict]) -> str:
+    """The system message. ``today`` is an ISO date passed in by the caller."""
+    return SYSTEM_TEMPLATE.format(today=today, budget=budget, tools=render_tools(tool_schemas))
+
+
+def render_related(memories: list[tuple[str, str]]) -> str:
+    """Related memories shown with a user turn: ``[(id, content), ...]``."""
+    if not memories:
+        return NO_RELATED
+    return RELATED_HEADER + "\n" + "\n".join(f"[{mid}] {content}" for mid, content in memories)
+
+
+def render_user_turn(text: str, related: str | None) -> str:
+    """A user message with the environment's related memories (SPEC §4) appended."""
+    return text if related is None else f"{text}\n\n{related}"
+
+
+def render_summary_request(transcript: str) -> str:
+    """The fixed summarisation prompt (SPEC §2)."""
+    return SUMMARY_INSTRUCTION.format(transcript=transcript)
+
+
+def render_tool_result(name: str, ok: bool, text: str) -> str:
+    """How a tool result reads in the context."""
+    return f"{name}: {text}" if ok else f"{name} ERROR: {text}"
+
+
+def render_json(obj) -> str:
+    """Compact JSON for the model (no ASCII escaping: tokens are precious)."""
+    return json.dumps(obj, ensure_ascii=False)
+
+
+# --- guided think and demonstrations (for prompted, untrained policies) ------------
+# Measured on the default 0.5B model (see README "How the prompted policy was tuned"):
+# instructions alone -> it answers instead of calling tools; demonstrations as real
+# chat turns + a "Kind:" label that the grammar makes it choose first -> it stores
+# stated facts and answers from shown memories. A trained policy can drop both.
+THINK_KINDS = ("question", "new fact", "changed fact", "obsolete fact", "chat")
+
+
+def _demo_call(think: str, name: str, **arguments) -> str:
+    from .protocol import render_step
+
+    return render_step(f"Kind: {think}", calls=[{"name": name, "arguments": arguments}])
+
+
+def _demo_answer(think: str, answer: str) -> str:
+    from .protocol import render_step
+
+    return render_step(f"Kind: {think}", answer=answer)
+
+
+def render_demonstrations() -> list[dict]:
+    """Worked turns shown after the system prompt (ids mem_91.. never collide in practice
+    with a fresh store's; they exist only in the prompt). Ends with an Add on purpose:
+    a small model copies the most recent pattern, and storing is the common case."""
+    u = lambda text, rel: {"role": "user", "content": render_user_turn(text, render_related(rel))}  # noqa: E731
+    a = lambda text: {"role": "assistant", "content": text}  # noqa: E731
+    t = lambda name, text: {"role": "tool", "content": render_tool_result(name, True, text)}  # noqa: E731
+    cello = ("mem_91", "The user started learning the cello.")
+    tom_oslo = ("mem_92", "The user's brother Tom lives in Oslo.")
+    tom_bergen = ("mem_92", "The user's brother Tom lives in Bergen.")
+    return [
+        u("What is my passport number?", []),
+        a(_demo_call("question. No shown memory answers it, so search.", "Retrieve_memory",
+                     query="user's passport number")),
+        t("Retrieve_memory", "no memories found"),
+        a(_demo_answer("question. Nothing stored, so say so.", "You have not told me your passport number yet.")),
+        u("I started learning the cello this week.", []),
+        a(_demo_call("new fact. Store it.", "Add_memory", content=cello[1], memory_type="event")),
+        t("Add_memory", "stored as mem_91"),
+        a(_demo_answer("new fact. Stored, so reply.", "Nice, I will remember that you are learning the cello.")),
+        u("Hello! Thanks for the help yesterday.", []),
+        a(_demo_answer("chat. Nothing to store.", "You're welcome! How can I help today?")),
+        u("My brother Tom lives in Oslo.", [cello]),
+        a(_demo_call("new fact. mem_91 is about something else. Store it.", "Add_memory",
+                     content=tom_oslo[1], memory_type="fact")),
+        t("Add_memory", "stored as mem_92"),
+        a(_demo_answer("new fact. Stored, so reply.", "Noted: your brother Tom lives in Oslo.")),
+        u("Tom moved from Oslo to Bergen.", [tom_oslo]),
+        a(_demo_call("changed fact. mem_92 is out of date, so update it.", "Update_memory",
+                     memory_id="mem_92", content=tom_bergen[1])),
+        t("Update_memory", "mem_92 updated"),
+        a(_demo_answer("changed fact. Updated, so reply.", "Got it, Tom lives in Bergen now.")),
+        u("Where does my brother live?", [tom_bergen]),
+        a(_demo_answer("question. mem_92 answers it.", "Your brother Tom lives in Bergen.")),
+        u("I quit the cello, forget about it.", [cello]),
+        a(_demo_call("obsolete fact. mem_91 is no longer true, so delete it.", "Delete_memory",
+                     memory_id="mem_91", confirmation=True)),
+        t("Delete_memory", "mem_91 deleted"),
+        a(_demo_answer("obsolete fact. Deleted, so reply.", "Okay, I forgot about the cello.")),
+        u("My favourite food is ramen.", [tom_bergen]),
+        a(_demo_call("new fact. mem_92 is about something else. Store it.", "Add_memory",
+                     content="The user's favourite food is ramen.", memory_type="preference")),
+        t("Add_memory", "stored as mem_93"),
+        a(_demo_answer("new fact. Stored, so reply.", "Ramen, noted!")),
+    ]

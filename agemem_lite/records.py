@@ -1,0 +1,56 @@
+"""Step and turn records: one design for live traces, evaluation logs and training samples.
+
+A ``Step`` holds exactly what GRPO needs as a sample (SPEC §6: the prompt is the
+full context at that step, which may have been rewritten by Summary/Filter, and
+the completion) plus what an evaluation report or a UI shows (tool results,
+token counts, timings). Everything is plain data and JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Step:
+    """One policy step: context in, completion out, tools run."""
+
+    index: int
+    prompt: list[dict]                 # the context messages the policy saw
+    completion: str                    # raw text, exactly as generated
+    kind: str                          # "tool_call" | "answer" | "invalid"
+    think: str = ""
+    calls: list[dict] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list)
+    answer: str | None = None
+    error: str | None = None
+    stage: str = ""                    # SPEC §4 stage ("ltm", "stm", "reason") in episodes
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    context_tokens: int = 0            # content tokens of the context (T_used)
+    reused_prompt_tokens: int = 0      # prefix served from llama.cpp's KV cache
+    generate_s: float = 0.0
+    first_token_s: float | None = None
+    tools_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Turn:
+    """One user turn in assistant mode: the steps it took and the final answer."""
+
+    user: str
+    related: list[dict] = field(default_factory=list)   # memories shown by auto-retrieval
+    steps: list[Step] = field(default_factory=list)
+    answer: str | None = None
+
+    @property
+    def operations(self) -> list[dict]:
+        """Every successful tool result of the turn, in order (what the UI lists)."""
+        return [r for s in self.steps for r in s.results if r.get("ok")]
+
+    def to_dict(self) -> dict:
+        return {"user": self.user, "related": self.related, "answer": self.answer,
+                "steps": [s.to_dict() for s in self.steps]}
