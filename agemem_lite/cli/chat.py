@@ -1,0 +1,112 @@
+"""``agemem chat`` (line REPL; the Textual app replaces it) and ``agemem ask`` (one turn)."""
+
+from __future__ import annotations
+
+import click
+
+from ..assistant import open_assistant
+from ..records import Step, Turn
+from . import pass_ctx
+from .models import _progress_bar
+
+
+def describe(result: dict) -> str:
+    """One line for a tool result, as the user should see it."""
+    name, data = result["name"], result.get("data") or {}
+    if not result["ok"]:
+        return f"  ! {name}: {result['text']}"
+    if name == "Add_memory":
+        return f"  + {data['memory']['id']} stored: {data['memory']['content']}"
+    if name == "Update_memory":
+        return f"  ~ {data['memory']['id']} updated: {data['before']['content']}  ->  {data['memory']['content']}"
+    if name == "Delete_memory":
+        return f"  - {data['memory']['id']} deleted: {data['memory']['content']}"
+    if name == "Retrieve_memory":
+        hits = ", ".join(f"{h['memory']['id']} ({(h['similarity'] or 0):.2f})" for h in data.get("hits", []))
+        return f"  ? retrieved for {data.get('query')!r}: {hits or 'nothing'}"
+    return f"  * {name}: {result['text']}"
+
+
+def _settings_overrides(ctx, policy, namespace, temperature, seed, max_steps) -> None:
+    s = ctx.settings
+    for key, value in (("policy", policy), ("namespace", namespace), ("temperature", temperature),
+                       ("seed", seed), ("max_steps_per_turn", max_steps)):
+        if value is not None:
+            setattr(s, key, value)
+    s.__post_init__()  # re-check cross-field rules
+
+
+def _common(f):
+    f = click.option("--max-steps", type=click.IntRange(1, 50), default=None, help="Step limit per turn.")(f)
+    f = click.option("--seed", type=int, default=None, help="Sampling seed.")(f)
+    f = click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="0 = greedy.")(f)
+    f = click.option("--namespace", "-n", default=None, help="Memory namespace (profile).")(f)
+    f = click.option("--policy", "-m", default=None, help="Policy model name (see `agemem models list`).")(f)
+    return f
+
+
+def _open(ctx):
+    with _progress_bar("preparing models (first run only)") as progress:
+        return open_assistant(ctx.settings, progress=progress)
+
+
+@click.command("ask")
+@click.argument("message")
+@_common
+@pass_ctx
+def ask(ctx, message, policy, namespace, temperature, seed, max_steps) -> None:
+    """Run one turn: print the answer and the memory operations it made.
+
+    Example: agemem ask "My sister's birthday is on March 14."
+    """
+    _settings_overrides(ctx, policy, namespace, temperature, seed, max_steps)
+    with _open(ctx) as a:
+        turn = a.agent.turn(message)
+    if ctx.as_json:
+        ctx.emit({"policy": ctx.settings.policy, **turn.to_dict(), "operations": turn.operations})
+        return
+    for r in turn.operations:
+        click.echo(describe(r), err=True)
+    click.echo(turn.answer if turn.answer is not None else "(no answer within the step limit)")
+
+
+@click.command("chat")
+@_common
+@pass_ctx
+def chat(ctx, policy, namespace, temperature, seed, max_steps) -> None:
+    """Talk to the assistant in the terminal. /exit quits, /memories lists what it remembers.
+
+    Example: agemem chat --namespace work
+    """
+    _settings_overrides(ctx, policy, namespace, temperature, seed, max_steps)
+    with _open(ctx) as a:
+        s = ctx.settings
+        click.echo(f"agemem-lite · policy {s.policy} · embedder {s.embedder} · namespace {s.namespace} · "
+                   f"{a.store.count(s.namespace)} memories · data {s.data_dir}")
+        click.echo("Type a message. /memories lists memories, /exit quits.")
+        while True:
+            try:
+                text = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
+            except (EOFError, click.Abort):
+                click.echo()
+                break
+            text = text.strip()
+            if not text:
+                continue
+            if text in ("/exit", "/quit"):
+                break
+            if text == "/memories":
+                for m in a.store.list(s.namespace, limit=50):
+                    click.echo(f"  {m.id}: {m.content}")
+                continue
+
+            def on_step(step: Step) -> None:
+                for r in step.results:
+                    click.secho(describe(r), fg="cyan" if r["ok"] else "yellow")
+
+            turn: Turn = a.agent.turn(text, on_step=on_step)
+            click.secho(f"assistant> {turn.answer or '(no answer within the step limit)'}", bold=True)
+            click.secho(f"  [context {a.agent.context.tokens}/{s.context_budget} tokens]", dim=True)
+
+
+COMMANDS = [chat, ask]
