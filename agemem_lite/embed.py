@@ -43,9 +43,10 @@ class Embedder(Protocol):
 
 # -- BERT safetensors folder -> GGUF ---------------------------------------------
 
-#: GGUF keys that gguf 0.19's writer has no helper for, but llama.cpp reads
-#: (its WordPiece tokenizer lower-cases and strips accents only when told to).
+#: GGUF keys that gguf 0.19's writer has no helper for, but llama.cpp reads:
+#: how its WordPiece tokenizer normalises text (BertNormalizer's two flags).
 KEY_NORMALIZER_LOWERCASE = "tokenizer.ggml.normalizer.lowercase"
+KEY_NORMALIZER_STRIP_ACCENTS = "tokenizer.ggml.normalizer.strip_accents"
 #: Our own key: the sequence length sentence-transformers truncates to (its
 #: sentence_bert_config.json). llama.cpp ignores unknown keys; LlamaEmbedder
 #: reads it so that long texts are cut where the reference cuts them.
@@ -84,6 +85,7 @@ class BertFolder:
     vocab: list[str]
     specials: dict[str, str]  # e.g. {"cls_token": "[CLS]", ...}
     lowercase: bool
+    strip_accents: bool
     pooling: str  # a gguf.PoolingType member name
     max_seq_length: int
 
@@ -119,7 +121,13 @@ def read_bert_folder(src: Path) -> BertFolder:
             for key, value in _read_json(path).items():
                 if key in specials:
                     specials[key] = value["content"] if isinstance(value, dict) else value
-    lowercase = bool(tok_cfg.get("do_lower_case", True))
+    # BertNormalizer: strip_accents=None means "whenever lower-casing".
+    norm = {}
+    if (src / "tokenizer.json").is_file():
+        norm = _read_json(src / "tokenizer.json").get("normalizer") or {}
+    lowercase = bool(tok_cfg.get("do_lower_case", norm.get("lowercase", True)))
+    strip = tok_cfg.get("strip_accents", norm.get("strip_accents"))
+    strip_accents = lowercase if strip is None else bool(strip)
 
     pooling, max_seq = "MEAN", int(config.get("max_position_embeddings", 512))
     if (src / "modules.json").is_file():
@@ -132,7 +140,7 @@ def read_bert_folder(src: Path) -> BertFolder:
                 pooling = modes[0]
     if (src / "sentence_bert_config.json").is_file():
         max_seq = int(_read_json(src / "sentence_bert_config.json").get("max_seq_length", max_seq))
-    return BertFolder(config, vocab, specials, lowercase, pooling, max_seq)
+    return BertFolder(config, vocab, specials, lowercase, strip_accents, pooling, max_seq)
 
 
 def _check_bert(folder: BertFolder, src: Path) -> None:
@@ -239,6 +247,7 @@ def convert_bert_to_gguf(src_dir: str | Path, out_path: str | Path, *, dtype: st
     writer.add_add_eos_token(True)
     writer.add_add_sep_token(False)
     writer.add_bool(KEY_NORMALIZER_LOWERCASE, folder.lowercase)
+    writer.add_bool(KEY_NORMALIZER_STRIP_ACCENTS, folder.strip_accents)
 
     # Step 4: tensors, renamed through gguf's own table (TensorNameMap).
     names = gguf.TensorNameMap(gguf.MODEL_ARCH.BERT, cfg["num_hidden_layers"])
@@ -283,12 +292,20 @@ def _layer_order(name: str) -> tuple[int, str]:
 class LlamaEmbedder:
     """A GGUF sentence embedder served by llama.cpp (mean pooling, unit vectors).
 
-    Texts longer than the model's window are cut (keeping [CLS] and the final
-    [SEP]) instead of raising, so one long memory never breaks a store.
+    Texts longer than ``max_tokens`` are cut (keeping [CLS] and the final [SEP])
+    instead of raising, so one long memory never breaks a store. ``max_tokens``
+    defaults to the window sentence-transformers truncates to (256 for MiniLM,
+    stored in the GGUF by our converter), not the 512 positions BERT has: the
+    model was tuned on that window, and cutting where the reference cuts keeps
+    long texts at cosine 1.0 to it. Short texts are packed into one llama.cpp
+    batch up to ``batch_tokens``; attention spans the whole packed batch, so
+    small packs are cheaper per text on CPU than one big one.
+
+    One call at a time: the llama.cpp context is not thread-safe.
     """
 
     def __init__(self, model_path: str | Path, *, n_threads: int | None = None,
-                 n_ctx: int = 512, max_tokens: int | None = None):
+                 n_ctx: int = 512, max_tokens: int | None = None, batch_tokens: int = 64):
         import llama_cpp
 
         from .model_files import check_gguf
@@ -303,6 +320,7 @@ class LlamaEmbedder:
         # The window sentence-transformers used (256 for MiniLM), else the context.
         trained = int(self._llm.metadata.get(KEY_MAX_SEQ_LENGTH, n_ctx))
         self.max_tokens = min(max_tokens or trained, n_ctx)
+        self.batch_tokens = batch_tokens
         self._sep = self._llm.token_eos()
 
     def tokenize(self, text: str) -> list[int]:
@@ -313,13 +331,13 @@ class LlamaEmbedder:
         return ids
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` in as few llama.cpp batches as fit in the context."""
+        """Embed ``texts`` as an ``(n, dim)`` float32 array of unit rows (input order)."""
         import llama_cpp
 
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts; use embed_one(text) for one")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        llm, n_batch = self._llm, self._llm.n_batch
+        llm, budget = self._llm, self.batch_tokens
         n_seq_max = llm.context_params.n_seq_max
         # llama-cpp-python's own Llama.embed cuts long inputs without keeping [SEP]
         # and accepts no token ids, so we fill its batch ourselves, the same way.
@@ -340,7 +358,8 @@ class LlamaEmbedder:
         used = 0
         for row, text in enumerate(texts):
             ids = self.tokenize(text)
-            if used + len(ids) > n_batch or len(rows) >= n_seq_max:
+            # A text longer than the budget goes alone (it always fits n_batch).
+            if rows and (used + len(ids) > budget or len(rows) >= n_seq_max):
                 flush()
                 used = 0
             batch.add_sequence(ids, len(rows), True)

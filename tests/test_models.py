@@ -131,7 +131,8 @@ def test_uninstalled_bigger_policy_lists_its_packages(tmp_path):
 def test_resolve_pulls_a_missing_model(tmp_path):
     s = settings_in(tmp_path)
     path = mf.resolve(s, SMOL)
-    assert path.exists() and mf.list_models(s)[1].state == "verified"
+    states = {r.spec.name: r.state for r in mf.list_models(s)}
+    assert path.exists() and states[SMOL] == "verified" and states[DEFAULT_POLICY] == "missing"
 
 
 # -- damaged files ---------------------------------------------------------------------
@@ -284,3 +285,22 @@ def test_every_models_command_has_help_with_an_example():
     assert models in COMMANDS
     for name, command in models.commands.items():
         assert command.help and "Example: agemem" in command.help, name
+
+
+def test_pull_clears_leftovers_of_an_interrupted_pull(tmp_path):
+    s = settings_in(tmp_path)
+    s.models_dir.mkdir(parents=True)
+    leftover = s.models_dir / (REGISTRY[SMOL].filename + ".abc123.part")
+    leftover.write_bytes(b"half a model")
+    mf.pull(s, SMOL)
+    assert not leftover.exists()
+
+
+def test_verify_all_reports_a_registered_file_that_vanished(tmp_path, smol_copy):
+    s = settings_in(tmp_path / "data")
+    mf.add(s, smol_copy, "mine")
+    smol_copy.unlink()
+    [result] = [r for r in mf.verify(s) if r.name == "mine"]
+    assert not result.ok and "missing" in result.message
+    with pytest.raises(ModelFileError, match="missing"):
+        mf.resolve(s, "mine")
