@@ -1,0 +1,1 @@
+"""Model data: ``registry.py`` is the table of known GGUF models and their sources."""
