@@ -245,7 +245,7 @@ def _filter_corpus(store, unit_vectors, n=200, matching=5):
     """n memories; the ``matching`` least similar to the query carry the filterable marks."""
     q = unit_vectors(1, seed=99)[0]
     cosines = np.linspace(0.95, -0.2, n)
-    vecs = [with_cosine(q, float(cos), seed=i) for i, cos in enumerate(cosines)]
+    vecs = [with_cosine(q, float(cos), seed=1000 + i) for i, cos in enumerate(cosines)]
     texts = [f"note {i} about the garden" for i in range(n)]
     common = n - matching
     store.add_many(NS, texts[:common], vecs[:common], memory_type="fact", source="agent",
@@ -270,6 +270,24 @@ def test_filter_matching_only_least_similar_rows_still_returns_k(store, unit_vec
     if mode == "vector":   # the 3 most similar among the 5 matches, in order
         assert [h.memory.id for h in hits] == rare_ids[:3]
     assert len(store.search(NS, "garden", q, top_k=10, metadata_filter=filt, mode=mode)) == 5
+
+
+@pytest.mark.parametrize("mode", ["vector", "hybrid"])
+@pytest.mark.parametrize("overfetch", [store_mod.BROAD_OVERFETCH, 1000])
+def test_broad_metadata_filter_returns_k_matching_rows(store, unit_vectors, monkeypatch, mode, overfetch):
+    """More matches than EXACT_SCAN_MAX: the over-fetched KNN (or its rowid IN fallback) still gives k."""
+    monkeypatch.setattr(store_mod, "EXACT_SCAN_MAX", 10)
+    monkeypatch.setattr(store_mod, "BROAD_OVERFETCH", overfetch)
+    q = unit_vectors(1, seed=99)[0]
+    n = 120
+    store.add_many(NS, [f"note {i}" for i in range(n)],
+                   [with_cosine(q, float(c), seed=1000 + i) for i, c in enumerate(np.linspace(0.9, 0.0, n))],
+                   metadata=[{"parity": i % 2} for i in range(n)])
+    for parity in (0, 1):
+        hits = store.search(NS, "note", q, top_k=5, metadata_filter={"parity": parity}, mode=mode)
+        assert len(hits) == 5 and all(h.memory.metadata["parity"] == parity for h in hits)
+    hits = store.search(NS, "note", q, top_k=5, metadata_filter={"parity": [0, 1]}, mode="vector")
+    assert [h.memory.id for h in hits][0] == "mem_1"
 
 
 def test_filter_list_value_means_any_of_and_arrays_match_elements(store, unit_vectors):
@@ -337,6 +355,13 @@ def test_keyword_search_finds_words_despite_punctuation_and_diacritics(store, un
     assert fts_query('what\'s "x" OR (') == '"x"'
     assert [h.memory.id for h in store.search(NS, "emile cafe?!", None, mode="keyword")] == [m.id]
     assert store.search(NS, "!!! ???", None, mode="keyword") == []
+
+
+def test_keyword_query_drops_costly_common_words_but_keeps_the_rarest():
+    df = {"coffee": 50_000, "alice": 40_000, "espresso": 300, "tuesday": 2_000}.get
+    assert fts_query("Alice's espresso coffee on Tuesday", df, budget=10_000) == '"espresso" OR "tuesday"'
+    assert fts_query("coffee alice", df, budget=10_000) == '"alice"'
+    assert fts_query("coffee alice", None) == '"coffee" OR "alice"'
 
 
 def test_search_validates_mode_and_top_k(store, unit_vectors):

@@ -33,6 +33,10 @@ PRAGMAS = (
 SYNCHRONOUS = ("FULL", "NORMAL")
 
 
+#: FTS5 tokenizer of memory_fts: English stemming, case- and accent-insensitive.
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+
 def _v1(conn: apsw.Connection, dim: int) -> None:
     """Memories, their vectors, keyword index and audit history."""
     conn.execute(f"""
@@ -84,10 +88,12 @@ def _v1(conn: apsw.Connection, dim: int) -> None:
         -- External-content FTS5: the index only, the text stays in memories.
         CREATE VIRTUAL TABLE memory_fts USING fts5(
             content, content='memories', content_rowid='id',
-            tokenize='porter unicode61 remove_diacritics 2'
+            tokenize='{FTS_TOKENIZER}'
         );
         -- Deleting a row removes its tokens from the index now, not at the next merge.
         INSERT INTO memory_fts(memory_fts, rank) VALUES ('secure-delete', 1);
+        -- Document frequency per term (no storage of its own), to prune costly query terms.
+        CREATE VIRTUAL TABLE memory_fts_vocab USING fts5vocab(memory_fts, row);
 
         -- One row per add/update/delete/undo. No foreign key to memories: the
         -- audit trail outlives a deleted memory (its text is redacted).

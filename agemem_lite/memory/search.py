@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -30,6 +31,9 @@ its me my of on or our she so that the their them they this to was we were what 
 which who whom why will with you your s t d
 """.split())
 _MAX_TERMS = 32
+#: Postings BM25 may score per keyword query (~0.5 µs each): keeps the keyword
+#: half of a hybrid search to a few ms at 100k memories (bench/bench_store.py).
+KEYWORD_DOC_BUDGET = 10_000
 
 
 @dataclass
@@ -102,20 +106,37 @@ def meta_rows(metadata: dict) -> list[tuple[str, object]]:
     return rows
 
 
-def fts_query(text: str | None) -> str | None:
+def fts_query(text: str | None, doc_freq: Callable[[str], int] | None = None,
+              budget: int = KEYWORD_DOC_BUDGET) -> str | None:
     """Turn free user text into a safe FTS5 query: quoted terms joined by OR.
 
     Every term is a double-quoted string, so FTS5 syntax in the text (quotes,
     parentheses, AND/OR/NOT/NEAR, ``col:``, ``*``) is just words. None when the
     text has no words at all.
+
+    BM25 must score every row any OR-ed term matches, and a term found in a
+    large share of memories adds almost nothing to BM25 (its IDF is near 0) but
+    most of the cost. With ``doc_freq`` (documents per word), words are taken
+    rarest first until their document counts exceed ``budget``; the rarest word
+    is always kept.
     """
     if not text:
         return None
     words = list(dict.fromkeys(re.findall(r"\w+", text.lower())))
     kept = [w for w in words if w not in _STOPWORDS] or words
+    kept = kept[:_MAX_TERMS]
     if not kept:
         return None
-    return " OR ".join(f'"{w}"' for w in kept[:_MAX_TERMS])
+    if doc_freq is not None and len(kept) > 1:
+        cost = {w: doc_freq(w) for w in kept}
+        chosen, total = [], 0
+        for w in sorted(kept, key=lambda w: cost[w]):
+            if chosen and total + cost[w] > budget:
+                break
+            chosen.append(w)
+            total += cost[w]
+        kept = [w for w in kept if w in chosen]
+    return " OR ".join(f'"{w}"' for w in kept)
 
 
 def cosine_rank(ids: list[int], blobs: list[bytes], query: np.ndarray) -> list[tuple[int, float]]:

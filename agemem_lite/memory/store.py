@@ -17,82 +17,39 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import re
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
 
 import apsw
 import numpy as np
 
 from ..errors import MemoryNotFound, StoreError
 from . import schema
+from .records import (HISTORY_COLS, HistoryEntry, Hit, Memory, as_utc, format_memory_id, history_from_row,
+                      now_utc, parse_memory_id)
 from .search import Filter, build_filter, cosine_rank, fts_query, meta_rows, rrf
 
 #: Retrieval modes of ``search``.
 MODES = ("hybrid", "vector", "keyword")
 
-# Vector search = binary prefilter + float rescore. sqlite-vec's bit[384] scan
-# costs ~1.3 ms + ~0.1 ms per requested neighbour at 100k rows (its top-k is a
-# selection over each chunk), so over-fetch a little, not hundreds. On real
-# all-MiniLM-L6-v2 embeddings (20k memories) 8x over-fetch keeps ~98.5% of the
-# exact top-3; bench/bench_store.py measures it.
+# Vector search = binary prefilter + float rescore. sqlite-vec 0.1.9's bit[384]
+# KNN over 100k rows costs ~3 ms + ~0.08 ms per requested neighbour on 2 cores
+# (its top-k is a k-pass selection over each chunk), so over-fetch a little, not
+# hundreds. On real all-MiniLM-L6-v2 embeddings (20k memories) 8x over-fetch
+# keeps 98.3% of the exact float top-3 (16x: 99.2% at ~1.5x the time);
+# bench/bench_store.py measures it on synthetic data.
 OVERSAMPLE = 8
 MIN_CANDIDATES = 24
 VEC0_K_MAX = 4096  # sqlite-vec refuses larger k
 #: A filter on metadata JSON that leaves at most this many rows is answered by
 #: exact float cosine over exactly those rows (recall 1, ~1 ms).
 EXACT_SCAN_MAX = 2048
+#: A broad metadata filter first tries a KNN this many times larger, keeping matches.
+BROAD_OVERFETCH = 2
 #: Depth of each ranked list fed into RRF in hybrid mode.
 FUSION_DEPTH = 10
 
-_ID = re.compile(r"^(?:mem_)?(\d+)$", re.IGNORECASE)
 _MEMORY_COLS = "id, namespace, content, memory_type, metadata, source, created_at, updated_at"
-
-
-def parse_memory_id(value: str | int) -> int:
-    """``"mem_12"``, ``"12"``, ``12`` or ``" mem_12 "`` -> 12; ValueError for anything else.
-
-    Small models copy ids loosely, so whitespace, case and a missing prefix are
-    forgiven; anything that is not one positive integer is not.
-    """
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        number = int(value)
-    elif isinstance(value, str) and (m := _ID.match(value.strip())):
-        number = int(m.group(1))
-    else:
-        raise ValueError(f"invalid memory id {value!r}: expected 'mem_<number>' as shown by "
-                         "Retrieve_memory, e.g. 'mem_12'")
-    if number < 1:
-        raise ValueError(f"invalid memory id {value!r}: ids start at mem_1")
-    return number
-
-
-def format_memory_id(number: int) -> str:
-    """12 -> ``"mem_12"``: short enough for a 0.5B model to copy."""
-    return f"mem_{number}"
-
-
-def _now() -> str:
-    """UTC time as fixed-width ISO-8601, so text order is time order."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _as_utc(value: str | datetime | date, name: str) -> str:
-    """A ``since``/``until`` bound in the stored timestamp format (naive means UTC)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{name}={value!r}: expected an ISO-8601 date or time") from None
-    if isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    if not isinstance(value, datetime):
-        raise ValueError(f"{name}={value!r}: expected an ISO-8601 string or a datetime")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _text(value, name: str) -> str:
@@ -114,73 +71,6 @@ def _metadata_json(metadata) -> str:
         raise ValueError(f"metadata is not JSON-serialisable: {e}") from None
 
 
-@dataclass(frozen=True)
-class Memory:
-    """One LTM entry (SPEC §1): id, content, metadata; its embedding stays in the store."""
-
-    id: str
-    namespace: str
-    content: str
-    memory_type: str
-    metadata: dict
-    source: str
-    created_at: str
-    updated_at: str
-
-    @classmethod
-    def _from_row(cls, row) -> "Memory":
-        mid, ns, content, mtype, meta, source, created, updated = row
-        return cls(format_memory_id(mid), ns, content, mtype, json.loads(meta), source, created, updated)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-ready dict (a copy: mutating it leaves the Memory alone)."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A search result: ``score`` ranks (RRF), ``similarity`` is the float cosine to the query."""
-
-    memory: Memory
-    score: float
-    similarity: float | None
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One audited change. Text fields are None once the memory is forgotten (``redacted``)."""
-
-    id: int
-    memory_id: str
-    namespace: str
-    op: str
-    actor: str
-    at: str
-    old_content: str | None
-    new_content: str | None
-    old_metadata: dict | None
-    new_metadata: dict | None
-    undone: bool
-    redacted: bool
-    undoes: int | None = None  # for op == "undo": the entry it reverted
-
-    def to_dict(self) -> dict:
-        """Plain JSON-ready dict."""
-        return asdict(self)
-
-
-_HISTORY_COLS = ("id, memory_id, namespace, op, actor, at, old_content, new_content, old_metadata, "
-                 "new_metadata, undone_by, redacted, undoes")
-
-
-def _history_from_row(row) -> HistoryEntry:
-    hid, mid, ns, op, actor, at, oc, nc, om, nm, undone_by, redacted, undoes = row
-    return HistoryEntry(hid, format_memory_id(mid), ns, op, actor, at, oc, nc,
-                        json.loads(om) if om is not None else None,
-                        json.loads(nm) if nm is not None else None,
-                        undone_by is not None, bool(redacted), undoes)
-
-
 class MemoryStore:
     """Namespaced memories with hybrid search, history and undo, in one SQLite file.
 
@@ -198,6 +88,7 @@ class MemoryStore:
         #: Keep deleted memories' text and vector in history so a delete can be undone.
         self.keep_deleted = keep_deleted
         self._lock = threading.RLock()
+        self._tokenizer = None   # the FTS5 tokenizer, for doc_freq of query words
         #: "FULL" (default) survives power loss; "NORMAL" only a crashed process (schema.py).
         self.synchronous = synchronous
         self._conn: apsw.Connection | None = schema.connect(self.path, dim, synchronous)
@@ -344,7 +235,7 @@ class MemoryStore:
                              f"{len(metadata)} metadata: need one of each per memory")
         rows = [(_text(t, "content"), self._vector(e), _metadata_json(m))
                 for t, e, m in zip(contents, embeddings, metadata)]
-        now, out = _now(), []
+        now, out = now_utc(), []
         with self._tx(write=True) as c:
             for content, vec, meta in rows:
                 c.execute("INSERT INTO memories(namespace, content, memory_type, metadata, source, "
@@ -374,7 +265,7 @@ class MemoryStore:
         meta = _metadata_json(metadata) if metadata is not None else None
         if memory_type is not None:
             _text(memory_type, "memory_type")
-        now = _now()
+        now = now_utc()
         with self._tx(write=True) as c:
             mid, ns, old_content, old_type, old_meta, source, created, _ = self._row(c, namespace, memory_id)
             new_meta, new_type = meta if meta is not None else old_meta, memory_type or old_type
@@ -404,7 +295,7 @@ class MemoryStore:
         blob = self._unindex(c, mid, content)
         c.execute("DELETE FROM memories WHERE id = ?", (mid,))
         old = (content, meta, mtype, blob) if self.keep_deleted else (None, None, mtype, None)
-        hid = self._log(c, mid, ns, op, actor, _now(), source, created, old=old, undoes=undoes,
+        hid = self._log(c, mid, ns, op, actor, now_utc(), source, created, old=old, undoes=undoes,
                         redacted=not self.keep_deleted)
         self._forget(c, mid, ns)
         return hid
@@ -444,9 +335,7 @@ class MemoryStore:
                                                ranked)}
             missing = [m for m in ranked if m not in sims]
             if query is not None and missing:
-                got = c.execute(f"SELECT memory_id, embedding FROM memory_vectors WHERE memory_id IN "
-                                f"({','.join('?' * len(missing))})", missing).fetchall()
-                sims.update(cosine_rank([r[0] for r in got], [r[1] for r in got], query))
+                sims.update(self._rescore(c, missing, query))
         return [Hit(Memory._from_row(rows[m]), scores[m], sims.get(m)) for m in ranked]
 
     def _vector_search(self, c, namespace: str, query: np.ndarray, n: int, top_k: int,
@@ -457,37 +346,67 @@ class MemoryStore:
         MIN_CANDIDATES); the deeper part of an RRF list (n > top_k) is taken
         from the same rescored candidates rather than paying for more.
 
-        Filter strategy (sqlite-vec applies WHERE after its KNN only for plain
-        columns, which would return fewer than k rows):
+        Filters never run after a LIMIT (which would return fewer than k rows):
         - memory_type/source: vec0 metadata columns, checked inside the KNN scan;
-        - metadata JSON keys: if ≤ EXACT_SCAN_MAX rows match, exact cosine over
-          exactly those rows; otherwise a ``rowid IN (subquery)`` constraint,
-          which sqlite-vec also applies inside the scan.
-        Either way the KNN only sees matching rows, so it returns min(n, matches).
+        - metadata keys, ≤ EXACT_SCAN_MAX matching rows: exact float cosine over
+          exactly those rows (index lookup in memory_meta);
+        - metadata keys, more rows (a broad filter): a KNN of BROAD_OVERFETCH
+          times the candidates, keeping the matching ones; these are exactly the
+          best-hamming matching rows. If fewer than max(n, half the candidates)
+          match, redo the KNN with ``rowid IN (matching ids)``, which sqlite-vec
+          applies inside its scan (slower: it sorts and searches the id list).
         """
-        extra, params = filt.vec_sql, list(filt.vec_params)
-        if filt.needs_rows:
-            rows = c.execute(f"SELECT v.memory_id, v.embedding FROM memory_vectors AS v "
-                             f"JOIN memories AS m ON m.id = v.memory_id WHERE {filt.where} LIMIT ?",
-                             (*filt.params, EXACT_SCAN_MAX + 1)).fetchall()
-            if len(rows) <= EXACT_SCAN_MAX:
-                return cosine_rank([r[0] for r in rows], [r[1] for r in rows], query)[:n]
-            extra += f" AND rowid IN (SELECT m.id FROM memories AS m WHERE {filt.where})"
-            params += filt.params
         k = min(VEC0_K_MAX, max(MIN_CANDIDATES, OVERSAMPLE * top_k, n))
-        ids = [r[0] for r in c.execute(
-            "SELECT rowid FROM memory_bits WHERE embedding MATCH vec_quantize_binary(?) AND k = ? "
-            f"AND namespace = ?{extra}", (query.tobytes(), k, namespace, *params))]
+        knn = ("SELECT rowid FROM memory_bits WHERE embedding MATCH vec_quantize_binary(?) AND k = ? "
+               f"AND namespace = ?{filt.vec_sql}")
+        args = [query.tobytes(), k, namespace, *filt.vec_params]
+        if filt.needs_rows:
+            ids = [r[0] for r in c.execute(f"SELECT m.id FROM memories AS m WHERE {filt.where} LIMIT ?",
+                                           (*filt.params, EXACT_SCAN_MAX + 1))]
+            if len(ids) <= EXACT_SCAN_MAX:
+                return self._rescore(c, ids, query)[:n]
+            args[1] = min(VEC0_K_MAX, BROAD_OVERFETCH * k)
+            found = [r[0] for r in c.execute(knn, args)]
+            ids = self._matching(c, found, filt)
+            if len(ids) < max(n, k // 2) and len(found) == args[1]:
+                args[1] = k
+                ids = [r[0] for r in c.execute(
+                    knn + f" AND rowid IN (SELECT m.id FROM memories AS m WHERE {filt.where})",
+                    (*args, *filt.params))]
+            return self._rescore(c, ids, query)[:n]
+        return self._rescore(c, [r[0] for r in c.execute(knn, args)], query)[:n]
+
+    @staticmethod
+    def _matching(c, ids: builtins.list[int], filt: Filter) -> builtins.list[int]:
+        """The ids that pass the filter, in their given order."""
+        if not ids:
+            return []
+        ok = {r[0] for r in c.execute(f"SELECT m.id FROM memories AS m WHERE m.id IN "
+                                      f"({','.join('?' * len(ids))}) AND {filt.where}", (*ids, *filt.params))}
+        return [i for i in ids if i in ok]
+
+    @staticmethod
+    def _rescore(c, ids: builtins.list[int], query: np.ndarray) -> builtins.list[tuple[int, float]]:
+        """(id, float cosine) best first, from the stored float32 vectors."""
         if not ids:
             return []
         rows = c.execute(f"SELECT memory_id, embedding FROM memory_vectors WHERE memory_id IN "
                          f"({','.join('?' * len(ids))})", ids).fetchall()
-        return cosine_rank([r[0] for r in rows], [r[1] for r in rows], query)[:n]
+        return cosine_rank([r[0] for r in rows], [r[1] for r in rows], query)
 
-    @staticmethod
-    def _keyword_search(c, text: str | None, n: int, filt: Filter) -> builtins.list[int]:
+    def _doc_freq(self, c, word: str) -> int:
+        """How many memories (all namespaces) contain ``word`` once tokenized like the index."""
+        if self._tokenizer is None:
+            name, *args = schema.FTS_TOKENIZER.split()
+            self._tokenizer = c.fts5_tokenizer(name, args)
+        terms = [t[0] for t in self._tokenizer(word.encode(), apsw.FTS5_TOKENIZE_QUERY, None,
+                                                include_offsets=False)]
+        return sum(c.execute("SELECT coalesce(sum(doc), 0) FROM memory_fts_vocab WHERE term = ?", (t,)).fetchone()[0]
+                   for t in terms)
+
+    def _keyword_search(self, c, text: str | None, n: int, filt: Filter) -> builtins.list[int]:
         """The n best BM25 matches passing the filter (filter inside the SQL, before LIMIT)."""
-        match = fts_query(text)
+        match = fts_query(text, lambda w: self._doc_freq(c, w))
         if match is None:
             return []
         return [r[0] for r in c.execute(
@@ -502,9 +421,9 @@ class MemoryStore:
         if memory_type is not None:
             conditions.append(("memory_type = ?", memory_type))
         if since is not None:
-            conditions.append(("created_at >= ?", _as_utc(since, "since")))
+            conditions.append(("created_at >= ?", as_utc(since, "since")))
         if until is not None:
-            conditions.append(("created_at < ?", _as_utc(until, "until")))
+            conditions.append(("created_at < ?", as_utc(until, "until")))
         where, params = [w for w, _ in conditions], [p for _, p in conditions]
         with self._tx(write=False) as c:
             return [Memory._from_row(r) for r in c.execute(
@@ -537,8 +456,8 @@ class MemoryStore:
         if memory_id is not None:
             where, params = where + " AND memory_id = ?", params + [parse_memory_id(memory_id)]
         with self._tx(write=False) as c:
-            return [_history_from_row(r) for r in c.execute(
-                f"SELECT {_HISTORY_COLS} FROM history WHERE {where} ORDER BY id DESC LIMIT ?",
+            return [history_from_row(r) for r in c.execute(
+                f"SELECT {HISTORY_COLS} FROM history WHERE {where} ORDER BY id DESC LIMIT ?",
                 (*params, int(limit)))]
 
     def undo(self, namespace: str, history_id: int, *, actor: str = "user") -> Memory | None:
@@ -567,13 +486,13 @@ class MemoryStore:
             if latest != hid:
                 raise StoreError(f"history entry {hid} is not the latest change of {format_memory_id(mid)}; "
                                  f"undo entry {latest} first")
-            if op in ("add", "update") and redacted:  # pragma: no cover - a redacted memory has no live entry
+            if op in ("add", "update") and redacted:   # guard: a forgotten memory has no live entry
                 raise StoreError(f"{format_memory_id(mid)} was deleted and forgotten")
             if op == "delete" and (redacted or o_content is None or o_blob is None):
                 raise StoreError(
                     f"cannot undo the delete of {format_memory_id(mid)}: deleted memories are forgotten "
                     "(their text is removed from the database); set keep_deleted=True to make deletes undoable")
-            now, result = _now(), None
+            now, result = now_utc(), None
             if op == "add":
                 undo_id = self._remove(c, self._row(c, namespace, mid), "undo", actor, undoes=hid)
             elif op == "update":
