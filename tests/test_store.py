@@ -467,6 +467,25 @@ def test_a_second_connection_sees_committed_writes(store, store_path, unit_vecto
     assert store.count() == 0
 
 
+def test_threads_sharing_one_store_get_distinct_ids(store, unit_vectors):
+    import threading
+
+    v = unit_vectors(80)
+    made: list[str] = []
+
+    def worker(t):
+        for i in range(20):
+            made.append(store.add(NS, f"thread {t} note {i}", v[t * 20 + i]).id)
+            store.search(NS, "note", v[i], top_k=2)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 80 and store.count(NS) == 80
+
+
 def test_closed_store_raises_store_error(store_path):
     s = MemoryStore(store_path)
     s.close()

@@ -67,7 +67,7 @@ def _v1(conn: apsw.Connection, dim: int) -> None:
             value     ANY NOT NULL
         );
         CREATE INDEX memory_meta_lookup ON memory_meta(key, value, memory_id);
-        CREATE INDEX memory_meta_owner ON memory_meta(memory_id);
+        CREATE INDEX memory_meta_owner ON memory_meta(memory_id, key, value);
 
         -- Unit-norm float32 vectors, for exact rescoring of the binary prefilter.
         CREATE TABLE memory_vectors (
