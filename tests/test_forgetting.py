@@ -142,3 +142,18 @@ def test_keep_deleted_keeps_text_so_the_delete_can_be_undone(store_path, unit_ve
         s.checkpoint()
         assert_present(store_path, GONE)
         assert s.history(NS, m.id)[0].old_content == f"kept on purpose {GONE}"
+
+
+def test_long_memory_in_overflow_pages_is_forgotten_too(store_path, unit_vectors):
+    """Text longer than a page lives in overflow pages; freeing them must zero them as well."""
+    v = unit_vectors(2)
+    with MemoryStore(store_path) as s:
+        long_text = " ".join(f"{GONE} paragraph {i} of a long diary entry" for i in range(400))   # ~20 kB
+        m = s.add(NS, long_text, v[0])
+        s.add(NS, f"short note {KEPT}", v[1])
+        s.checkpoint()
+        assert raw_bytes(store_path).count(GONE.encode()) >= 400
+        s.delete(NS, m.id)
+        s.checkpoint()
+        assert_forgotten(store_path, GONE)
+        assert_present(store_path, KEPT)

@@ -115,11 +115,13 @@ class HistoryEntry:
         return asdict(self)
 
 
+#: history columns in the order history_from_row reads them.
 HISTORY_COLS = ("id, memory_id, namespace, op, actor, at, old_content, new_content, old_metadata, "
-                 "new_metadata, undone_by, redacted, undoes")
+                "new_metadata, undone_by, redacted, undoes")
 
 
 def history_from_row(row) -> HistoryEntry:
+    """A HistoryEntry from a row selected with HISTORY_COLS."""
     hid, mid, ns, op, actor, at, oc, nc, om, nm, undone_by, redacted, undoes = row
     return HistoryEntry(hid, format_memory_id(mid), ns, op, actor, at, oc, nc,
                         json.loads(om) if om is not None else None,

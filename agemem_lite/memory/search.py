@@ -98,7 +98,7 @@ def build_filter(namespace: str, metadata_filter: dict | None) -> Filter:
             # memory_meta holds each scalar (or array element) under its key.
             json_where.append(f"m.id IN (SELECT memory_id FROM memory_meta WHERE key = ? AND value IN ({marks}))")
             json_check.append(f"EXISTS (SELECT 1 FROM memory_meta AS mm WHERE mm.memory_id = m.id AND mm.key = ? "
-                              f"AND mm.value IN ({marks}))")
+                              f"AND +mm.value IN ({marks}))")   # + : one range scan, not a seek per value
             json_params += [key, *values]
             f.meta.append((key, values))
     f.needs_rows = bool(json_where)

@@ -4,7 +4,8 @@ This is the only module that writes SQL. One file holds every namespace (one
 per user/profile). Each memory is one row of ``memories`` plus its float32
 vector, its sign bits in a sqlite-vec ``vec0`` table and its tokens in an FTS5
 index; every change also writes a ``history`` row so it can be audited and
-undone. Schema and migrations: ``schema.py``; filter/FTS/RRF helpers: ``search.py``.
+undone. Schema and migrations: ``schema.py``; filter/FTS/RRF helpers:
+``search.py``; the records it returns (Memory, Hit, HistoryEntry): ``records.py``.
 
 Forgetting is real (``keep_deleted=False``, the default): a delete removes the
 text from every table and redacts it from the history, ``secure_delete`` zeroes
@@ -412,14 +413,17 @@ class MemoryStore:
                    for t in terms)
 
     def _keyword_search(self, c, text: str | None, n: int, filt: Filter) -> builtins.list[int]:
-        """The n best BM25 matches passing the filter (filter inside the SQL, before LIMIT)."""
+        """The n best BM25 matches passing the filter (filter inside the SQL, before LIMIT).
+
+        FTS5 drives this query, so the filter is the per-row form (``row_check``).
+        """
         match = fts_query(text, lambda w: self._doc_freq(c, w))
         if match is None:
             return []
         return [r[0] for r in c.execute(
             "SELECT m.id FROM memory_fts JOIN memories AS m ON m.id = memory_fts.rowid "
-            f"WHERE memory_fts MATCH ? AND {filt.where} ORDER BY bm25(memory_fts), m.id LIMIT ?",
-            (match, *filt.params, n))]
+            f"WHERE memory_fts MATCH ? AND {filt.row_check} ORDER BY bm25(memory_fts), m.id LIMIT ?",
+            (match, *filt.row_params, n))]
 
     def list(self, namespace: str, *, memory_type: str | None = None, since=None, until=None,
              limit: int = 100, offset: int = 0) -> builtins.list[Memory]:
