@@ -40,6 +40,7 @@ Keep every name, number, date, place and decision. Do not add anything new.
 # SPEC §4: how the environment shows related memories with a user turn.
 RELATED_HEADER = "[Related memories]"
 NO_RELATED = "[Related memories: none]"
+USER_PREFIX = "User: "
 
 # Tool descriptions (SPEC §2). One place, rendered into the system prompt and the
 # JSON schemas the grammar is built from.
@@ -90,8 +91,11 @@ def render_related(memories: list[tuple[str, str]]) -> str:
 
 
 def render_user_turn(text: str, related: str | None) -> str:
-    """A user message with the environment's related memories (SPEC §4) appended."""
-    return text if related is None else f"{text}\n\n{related}"
+    """A user message with the environment's related memories (SPEC §4) shown first.
+
+    The user's words come last on purpose: measured on the 0.5B default, with the
+    memories after the message it classified questions as new facts far more often."""
+    return text if related is None else f"{related}\n\n{USER_PREFIX}{text}"
 
 
 def render_summary_request(transcript: str) -> str:

@@ -145,47 +145,87 @@ def render_step(think: str, calls: list[ToolCall] | list[dict] | None = None,
 
 
 # --- grammar -----------------------------------------------------------------
+#
+# Hand-written GBNF rather than llama.cpp's generic JSON-schema converter: the
+# converter's flexible whitespace rules (up to 20 indentation characters at every
+# token boundary) multiply the grammar stacks llama.cpp checks against the whole
+# 152k-token vocabulary at each step, which made constrained decoding several
+# times slower than free decoding here. The canonical form below is exactly what
+# ``render_step`` writes (``json.dumps`` separators), so training targets, the
+# grammar and the parser agree byte for byte.
 
-def calls_schema(tool_schemas: list[dict], max_calls: int = 3) -> dict:
-    """JSON schema of the ``<tool_call>`` body: an array of 1..max_calls tool calls.
+_GBNF_STRING = r'"\"" ( [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} ) )* "\""'
+_GBNF_VALUE = {
+    "string": "json-string",
+    "integer": '"-"? [0-9] [0-9]? [0-9]? [0-9]? [0-9]? [0-9]?',
+    "boolean": '"true" | "false"',
+}
 
-    ``tool_schemas`` are OpenAI-style ``{"name", "parameters"}`` dicts (from
-    ``memory.tools.tool_schemas``): each becomes one ``oneOf`` branch with the
-    name fixed, so the grammar can only produce known tools and argument names.
-    """
-    branches = []
-    for t in tool_schemas:
-        params = dict(t["parameters"])
-        params.setdefault("additionalProperties", False)
-        branches.append({
-            "type": "object",
-            "properties": {"name": {"const": t["name"]}, "arguments": params},
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        })
-    return {"type": "array", "items": {"oneOf": branches}, "minItems": 1, "maxItems": max_calls}
+
+def _lit(text: str) -> str:
+    """A GBNF string literal for ``text``."""
+    return json.dumps(text)
+
+
+def _value_rule(prop: dict) -> str:
+    if "enum" in prop:
+        return " | ".join(_lit(json.dumps(v, ensure_ascii=False)) for v in prop["enum"])
+    typ = prop.get("type")
+    if typ not in _GBNF_VALUE:
+        raise ValueError(f"no grammar for argument type {typ!r} (supported: {', '.join(_GBNF_VALUE)})")
+    return _GBNF_VALUE[typ]
+
+
+def _tool_rules(tool: dict, idx: int) -> list[str]:
+    """``call-N ::= "{\"name\": \"X\", \"arguments\": {" args "}}"`` with fixed key order:
+    required arguments first, then each optional one, in schema order."""
+    props = tool["parameters"].get("properties", {})
+    required = [k for k in props if k in tool["parameters"].get("required", [])]
+    optional = [k for k in props if k not in required]
+    rules, parts = [], []
+    for j, key in enumerate(required + optional):
+        vr = f"t{idx}-a{j}"
+        rules.append(f"{vr} ::= {_value_rule(props[key])}")
+        first = not parts
+        pair = f'{_lit(("" if first else ", ") + json.dumps(key) + ": ")} {vr}'
+        parts.append(pair if key in required else f"( {pair} )?")
+    if required == [] and optional:
+        # all-optional: the first present key must not start with ", "; keep it simple
+        raise ValueError(f"tool {tool['name']} needs at least one required argument for the grammar")
+    head = _lit('{"name": ' + json.dumps(tool["name"]) + ', "arguments": {')
+    rules.insert(0, f"call-{idx} ::= {head} {' '.join(parts)} {_lit('}}')}")
+    return rules
 
 
 def grammar(tool_schemas: list[dict], *, allow_answer: bool = True, allow_tools: bool = True,
-            think: bool = True, max_calls: int = 3, think_kinds: tuple[str, ...] | None = None) -> str:
+            think: bool = True, max_calls: int = 3, think_kinds: tuple[str, ...] | None = None,
+            answer_text: bool = True) -> str:
     """GBNF for one step. ``think=False`` gives the grammar of what follows ``</think>\\n``
     (used when the think block was closed by the runtime after its token cap).
 
     ``think_kinds`` (optional) makes the think start with ``Kind: <one of them>.``:
     a guided first thought that asks a small model to classify the turn before it
-    acts (see ``prompts.THINK_KINDS``); the rest of the think stays free text."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    acts (see ``prompts.THINK_KINDS``); the rest of the think stays free text.
 
+    ``answer_text=False`` ends the grammar at ``<answer>``: a caller that decodes
+    free text itself (``policy.llama``) continues from there."""
     if not (allow_answer or allow_tools):
         raise ValueError("a step must allow an answer or a tool call")
-    body = json_schema_to_gbnf(json.dumps(calls_schema(tool_schemas, max_calls)))
-    # The converter names its start rule "root"; rename it so ours can wrap it.
-    body = re.sub(r"^root ::=", "calls ::=", body, flags=re.M)
-    actions = []
+    if max_calls < 1:
+        raise ValueError("max_calls must be at least 1")
+    actions, rules = [], []
     if allow_tools:
+        if not tool_schemas:
+            raise ValueError("allow_tools needs at least one tool schema")
         actions.append('"<tool_call>" calls "</tool_call>"')
+        more = ' ( ", " call )?' * (max_calls - 1)
+        rules.append(f'calls ::= "[" call{more} "]"')
+        rules.append("call ::= " + " | ".join(f"call-{i}" for i in range(len(tool_schemas))))
+        for i, t in enumerate(tool_schemas):
+            rules += _tool_rules(t, i)
+        rules.append(f"json-string ::= {_GBNF_STRING}")
     if allow_answer:
-        actions.append('"<answer>" answer-text "</answer>"')
+        actions.append('"<answer>" answer-text "</answer>"' if answer_text else '"<answer>"')
     lines = [
         f"root ::= {'think-block ' if think else ''}action",
         ('think-block ::= "<think>' + KIND_PREFIX + '" kind "." think-text "</think>\\n"'
@@ -195,6 +235,13 @@ def grammar(tool_schemas: list[dict], *, allow_answer: bool = True, allow_tools:
         "think-text ::= [^<]+",
         "answer-text ::= [^<]+",
         f"action ::= {' | '.join(actions)}",
-        body,
+        *rules,
     ]
     return "\n".join(lines)
+
+
+def kind_grammar(think_kinds: tuple[str, ...]) -> str:
+    """GBNF for the label after ``<think>Kind: `` (the guided think)."""
+    # The label carries its leading space: a prompt that ends in a bare space is a
+    # token boundary the model never saw in training (it writes " new" as one token).
+    return f"root ::= ({' | '.join(json.dumps(' ' + k) for k in think_kinds)}) \".\""
