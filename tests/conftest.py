@@ -32,3 +32,40 @@ def unit_vectors():
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
     return make
+
+
+# -- session fixtures: the real models, resolved once into a temporary data dir ----------
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A temporary data directory shared by the whole session (models are resolved into it)."""
+    return tmp_path_factory.mktemp("agemem-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir):
+    """Settings on ``data_dir``: the small test policy, two llama.cpp threads (2-core machines)."""
+    from agemem_lite.config import Settings
+
+    return Settings.load(data_dir, policy="smollm2-135m", n_threads=2)
+
+
+@pytest.fixture(scope="session")
+def embedder(settings):
+    """The real all-MiniLM-L6-v2 GGUF embedder (converted into ``data_dir`` once per session)."""
+    from agemem_lite.embed import LlamaEmbedder
+    from agemem_lite.model_files import resolve
+
+    emb = LlamaEmbedder(resolve(settings, "minilm-l6-v2"), n_threads=settings.n_threads or None)
+    yield emb
+    emb.close()
+
+
+@pytest.fixture(scope="session")
+def small_policy(settings):
+    """SmolLM2-135M as a LlamaPolicy, built exactly as ``assistant.open_policy`` builds it."""
+    from agemem_lite.assistant import open_policy
+
+    policy = open_policy(settings, "smollm2-135m")
+    yield policy
+    policy.close()

@@ -1,0 +1,323 @@
+"""Agent.turn (SPEC §1-§4): the step loop, errors back to the model, the step limit,
+automatic retrieval and think dropping.
+
+Control flow is tested with ``ScriptedPolicy``, a deterministic policy that
+writes given steps (the same idea as a scripted oracle in episodes); the store
+and the embedder are real. The last test runs the real SmolLM2 GGUF end to end
+and asserts only on plumbing: it is too weak to choose tools well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import pytest
+
+from agemem_lite import prompts
+from agemem_lite.agent import Agent
+from agemem_lite.policy import Completion
+from agemem_lite.protocol import render_step
+
+NS = "default"
+
+
+class ScriptedPolicy:
+    """Writes the scripted steps in order; records every context and ``allow_tools`` it got.
+
+    A script item is a string, or a function of (messages, allow_tools) -> string.
+    """
+
+    name = "scripted"
+
+    def __init__(self, script: list[str | Callable[[list[dict], bool], str]]):
+        self.script = list(script)
+        self.calls: list[tuple[list[dict], bool]] = []
+        self.summaries: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def step(self, messages, *, allow_tools=True, on_text=None) -> Completion:
+        self.calls.append(([dict(m) for m in messages], allow_tools))
+        if not self.script:
+            raise AssertionError("the agent asked for more steps than scripted")
+        item = self.script.pop(0)
+        text = item(messages, allow_tools) if callable(item) else item
+        if on_text:
+            on_text(text)
+        return Completion(text=text, prompt_tokens=sum(len(m["content"].split()) for m in messages),
+                          completion_tokens=len(text.split()), seconds=0.001, first_token_s=0.0005)
+
+    def summarise(self, instruction: str) -> str:
+        self.summaries.append(instruction)
+        return "a short summary"
+
+    def close(self) -> None:
+        pass
+
+
+def call_step(name: str, think: str = "act", **arguments) -> str:
+    return render_step(think, calls=[{"name": name, "arguments": arguments}])
+
+
+def answer_step(text: str, think: str = "reply") -> str:
+    return render_step(think, answer=text)
+
+
+@pytest.fixture
+def make_agent(store, embedder, settings):
+    def make(script, *, demonstrations=False, **overrides):
+        s = dataclasses.replace(settings, **overrides)
+        policy = ScriptedPolicy(script)
+        return Agent(policy, store, embedder, s, today="2025-01-01", demonstrations=demonstrations), policy
+
+    return make
+
+
+def tool_messages(agent) -> list[str]:
+    return [m.content for m in agent.context.messages if m.role == "tool"]
+
+
+# -- the loop --------------------------------------------------------------------------
+
+def test_add_then_answer_stores_the_fact_and_ends_the_turn(make_agent, store):
+    agent, policy = make_agent([
+        call_step("Add_memory", content="The user's cat Tom is four.", memory_type="fact"),
+        answer_step("Noted: Tom is four."),
+    ])
+    turn = agent.turn("My cat Tom is four years old.")
+    assert turn.answer == "Noted: Tom is four."
+    assert [s.kind for s in turn.steps] == ["tool_call", "answer"]
+    assert [m["content"] for m in store.export(NS)] == ["The user's cat Tom is four."]
+    assert tool_messages(agent) == ["Add_memory: stored as mem_1"]
+    assert [op["name"] for op in turn.operations] == ["Add_memory"]
+    # the second step saw the tool result
+    second_prompt, _ = policy.calls[1]
+    assert second_prompt[-1] == {"role": "tool", "content": "Add_memory: stored as mem_1"}
+    assert agent.turns == [turn]
+
+
+def test_steps_record_prompt_completion_and_costs(make_agent):
+    agent, _ = make_agent([call_step("Retrieve_memory", query="cat"), answer_step("No idea.")])
+    streamed: list[str] = []
+    seen_steps = []
+    turn = agent.turn("How old is my cat?", on_text=streamed.append, on_step=seen_steps.append)
+    first, second = turn.steps
+    assert seen_steps == turn.steps
+    assert "".join(streamed) == first.completion + second.completion
+    assert first.index == 0 and second.index == 1
+    assert first.prompt[-1] == {"role": "user", "content": prompts.render_user_turn("How old is my cat?",
+                                                                                    prompts.NO_RELATED)}
+    assert len(second.prompt) == len(first.prompt) + 2  # + the step + its tool result
+    assert first.calls == [{"name": "Retrieve_memory", "arguments": {"query": "cat"}}]
+    assert first.results[0]["ok"] is True and first.results[0]["text"] == "no memories found"
+    assert first.context_tokens > 0 and second.context_tokens > first.context_tokens
+    assert first.prompt_tokens > 0 and first.completion_tokens > 0 and first.generate_s > 0
+    assert first.tools_s >= 0
+    assert turn.to_dict()["steps"][1]["answer"] == "No idea."
+
+
+def test_invalid_step_goes_back_into_the_context_and_the_loop_continues(make_agent, store):
+    agent, policy = make_agent(["I think I should store this.", answer_step("Sorry, done now.")])
+    turn = agent.turn("My cat Tom is four years old.")
+    bad, good = turn.steps
+    assert bad.kind == "invalid" and bad.error
+    assert bad.results == [{"name": "protocol", "ok": False, "text": bad.error, "data": {}}]
+    assert turn.answer == "Sorry, done now."
+    err = prompts.render_tool_result("protocol", False, bad.error)
+    assert policy.calls[1][0][-1] == {"role": "tool", "content": err}
+    assert policy.calls[1][0][-2] == {"role": "assistant", "content": "I think I should store this."}
+    assert store.count(NS) == 0
+
+
+def test_failed_tool_call_is_reported_to_the_model_and_the_loop_continues(make_agent, store):
+    agent, policy = make_agent([
+        call_step("Update_memory", memory_id="sister_birthday", content="x"),
+        answer_step("I could not update that."),
+    ])
+    turn = agent.turn("Anna's birthday moved.")
+    assert turn.steps[0].kind == "tool_call"
+    assert turn.steps[0].results[0]["ok"] is False
+    assert policy.calls[1][0][-1]["content"].startswith("Update_memory ERROR: 'sister_birthday' is not a memory id")
+    assert turn.answer == "I could not update that." and store.count(NS) == 0
+
+
+def test_several_calls_in_one_step_all_run_in_order(make_agent, store):
+    step = render_step("two facts", calls=[
+        {"name": "Add_memory", "arguments": {"content": "Tom is four."}},
+        {"name": "Add_memory", "arguments": {"content": "Tom is a tabby."}},
+    ])
+    agent, _ = make_agent([step, answer_step("ok")])
+    agent.turn("Tom is four and a tabby.")
+    assert [m["content"] for m in store.export(NS)] == ["Tom is four.", "Tom is a tabby."]
+    assert tool_messages(agent) == ["Add_memory: stored as mem_1", "Add_memory: stored as mem_2"]
+
+
+def test_step_limit_forces_an_answer_only_last_step(make_agent):
+    def tools_while_allowed(messages, allow_tools):
+        return call_step("Retrieve_memory", query="cat") if allow_tools else answer_step("Best I can do.")
+
+    agent, policy = make_agent([tools_while_allowed] * 3, max_steps_per_turn=3)
+    turn = agent.turn("Tell me about my cat.")
+    assert [allow for _, allow in policy.calls] == [True, True, False]
+    assert [s.kind for s in turn.steps] == ["tool_call", "tool_call", "answer"]
+    assert turn.answer == "Best I can do."
+
+
+def test_turn_stops_at_the_step_limit_even_without_an_answer(make_agent):
+    agent, policy = make_agent([call_step("Retrieve_memory", query="cat")] * 2, max_steps_per_turn=2)
+    turn = agent.turn("Tell me about my cat.")
+    assert len(turn.steps) == 2 and turn.answer is None
+    assert policy.script == []
+
+
+def test_single_step_limit_never_allows_tools(make_agent):
+    agent, policy = make_agent([answer_step("Hi.")], max_steps_per_turn=1)
+    assert agent.turn("Hello").answer == "Hi."
+    assert policy.calls[0][1] is False
+
+
+def test_empty_user_message_is_refused(make_agent):
+    agent, policy = make_agent([])
+    with pytest.raises(ValueError):
+        agent.turn("   ")
+    assert policy.calls == []
+
+
+# -- automatic retrieval (SPEC §4) ---------------------------------------------------------
+
+def test_auto_retrieval_shows_a_stored_memory_and_marks_its_id_seen(make_agent, store, embedder):
+    text = "The user's sister Anna was born on March 3rd."
+    mid = store.add(NS, text, embedder.embed_one(text)).id
+    agent, policy = make_agent([
+        call_step("Update_memory", memory_id=mid, content="The user's sister Anna was born on March 4th."),
+        answer_step("Updated."),
+    ])
+    turn = agent.turn("Correction: Anna's birthday is March 4th, not the 3rd.")
+    user_msg = policy.calls[0][0][-1]
+    assert user_msg["role"] == "user"
+    assert f"{prompts.RELATED_HEADER}\n[{mid}] {text}" in user_msg["content"]
+    assert [r["id"] for r in turn.related] == [mid]
+    assert mid in agent.env.seen_ids
+    # seen through auto-retrieval, so the update is allowed without a Retrieve_memory call
+    assert turn.steps[0].results[0]["ok"] is True
+    assert store.export(NS)[0]["content"] == "The user's sister Anna was born on March 4th."
+
+
+def test_auto_retrieval_on_an_empty_store_shows_none(make_agent):
+    agent, policy = make_agent([answer_step("Hi!")])
+    turn = agent.turn("Hello there")
+    assert policy.calls[0][0][-1]["content"] == prompts.render_user_turn("Hello there", prompts.NO_RELATED)
+    assert prompts.NO_RELATED in policy.calls[0][0][-1]["content"]
+    assert turn.related == [] and agent.env.seen_ids == set()
+
+
+def test_auto_retrieval_can_be_switched_off(make_agent, store, embedder):
+    text = "The user's sister Anna was born on March 3rd."
+    store.add(NS, text, embedder.embed_one(text))
+    agent, policy = make_agent([answer_step("ok")], auto_retrieve_k=0)
+    turn = agent.turn("When was Anna born?")
+    assert turn.related == [] and agent.env.seen_ids == set()
+    assert text not in policy.calls[0][0][-1]["content"]
+
+
+def test_retrieve_memory_results_enter_the_context(make_agent, store, embedder):
+    text = "The user's cat Tom is four years old."
+    mid = store.add(NS, text, embedder.embed_one(text)).id
+    agent, policy = make_agent([call_step("Retrieve_memory", query="cat age"), answer_step("Four.")],
+                               auto_retrieve_k=0)
+    agent.turn("How old is Tom?")
+    assert policy.calls[1][0][-1] == {"role": "tool", "content": f"Retrieve_memory: \n[{mid}] {text}"}
+    assert mid in agent.env.seen_ids
+
+
+# -- context management through the loop ----------------------------------------------------
+
+def test_think_blocks_are_dropped_from_finished_turns(make_agent):
+    agent, _ = make_agent([
+        call_step("Add_memory", think="SECRET REASONING ONE", content="Tom is four."),
+        answer_step("Noted.", think="SECRET REASONING TWO"),
+    ], demonstrations=True)
+    agent.turn("My cat Tom is four.")
+    own = [m for m in agent.context.messages if m.role == "assistant" and m.kind != "demo"]
+    assert len(own) == 2
+    assert all("<think>" not in m.content and "SECRET" not in m.content for m in own)
+    assert own[0].content.startswith("<tool_call>") and own[1].content == "<answer>Noted.</answer>"
+    assert all(m.tokens == len(m.content.split()) for m in own)  # recounted with the policy's counter
+    demos = [m for m in agent.context.messages if m.kind == "demo" and m.role == "assistant"]
+    assert demos and all(m.content.startswith("<think>") for m in demos)  # the fixed prefix stays
+
+
+def test_think_blocks_are_kept_while_the_turn_runs(make_agent):
+    agent, policy = make_agent([call_step("Retrieve_memory", think="KEEP ME", query="x"), answer_step("ok")])
+    agent.turn("question")
+    assert "<think>KEEP ME</think>" in policy.calls[1][0][-2]["content"]
+
+
+def test_summary_context_in_a_turn_uses_the_policy_with_the_fixed_prompt(make_agent):
+    agent, policy = make_agent([answer_step("First."), call_step("Summary_context", span="all"),
+                                answer_step("Second.")])
+    agent.turn("Tell me a joke about cats.")
+    agent.turn("Now summarise please.")
+    assert len(policy.summaries) == 1
+    assert policy.summaries[0].startswith(prompts.SUMMARY_INSTRUCTION.split("{transcript}")[0])
+    assert "Tell me a joke about cats." in policy.summaries[0]
+    kinds = [m.kind for m in agent.context.messages]
+    assert kinds.count("summary") == 1
+    assert agent.context.messages[0].role == "system"
+    pending = [m for m in agent.context.messages if m.role == "user"][-1]
+    assert pending.content == prompts.render_user_turn("Now summarise please.", prompts.NO_RELATED)
+
+
+def test_rejected_approval_reaches_the_model_and_stores_nothing(store, embedder, settings):
+    policy = ScriptedPolicy([call_step("Add_memory", content="Tom is four."), answer_step("ok")])
+    agent = Agent(policy, store, embedder, settings, today="2025-01-01", demonstrations=False,
+                  approve=lambda call: False)
+    agent.turn("My cat Tom is four.")
+    assert store.count(NS) == 0
+    assert "rejected" in policy.calls[1][0][-1]["content"]
+
+
+def test_system_prompt_and_demonstrations_open_the_context(make_agent):
+    agent, policy = make_agent([answer_step("Hi.")], demonstrations=True)
+    agent.turn("Hello")
+    msgs = policy.calls[0][0]
+    assert msgs[0]["role"] == "system" and "Today is 2025-01-01" in msgs[0]["content"]
+    demos = prompts.render_demonstrations()
+    assert msgs[1:1 + len(demos)] == demos
+
+
+# -- the real policy, end to end -------------------------------------------------------------
+
+def test_smollm2_turns_run_end_to_end(small_policy, store, embedder, settings, monkeypatch):
+    """SmolLM2-135M through the whole loop: grammar, parse, tools, records, prefix reuse.
+
+    Only plumbing is asserted (the model is too weak to choose tools well). The step
+    cap is lowered so that a rambling answer costs seconds, not minutes."""
+    monkeypatch.setattr(small_policy, "max_new_tokens", 128)
+    s = dataclasses.replace(settings, max_steps_per_turn=3)
+    agent = Agent(small_policy, store, embedder, s, today="2025-01-01")
+    prefix_tokens = sum(m.tokens for m in agent.context.messages)  # system + demonstrations
+    turns = [agent.turn("My cat Tom is four years old."), agent.turn("Hello! Thanks for the help yesterday.")]
+    for turn in turns:
+        assert 1 <= len(turn.steps) <= s.max_steps_per_turn
+        for step in turn.steps:
+            assert step.kind != "invalid", step.completion
+            assert step.prompt_tokens > prefix_tokens
+            assert step.completion_tokens > 0
+            assert step.generate_s > 0 and step.first_token_s is not None and step.first_token_s > 0
+            assert step.context_tokens > 0
+            for r in step.results:  # every call the model made went through dispatch
+                assert set(r) == {"name", "ok", "text", "data"}
+        assert turn.answer, [st.completion for st in turn.steps]
+        assert turn.steps[-1].kind == "answer"
+    second_first = turns[1].steps[0]
+    assert second_first.reused_prompt_tokens >= prefix_tokens
+    assert second_first.reused_prompt_tokens < second_first.prompt_tokens
+    assert all("<think>" not in m.content for m in agent.context.messages
+               if m.role == "assistant" and m.kind != "demo")
+    stored = {m["id"] for m in store.export(NS)}
+    for op in turns[0].operations:  # whatever it chose to store went through the real store
+        if op["name"] == "Add_memory":
+            assert op["data"]["memory"]["id"] in stored

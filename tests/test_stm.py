@@ -1,0 +1,251 @@
+"""Short-term memory (SPEC §1-§2): token counts, protection, Summary_context spans, Filter_context θ."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agemem_lite.memory.stm import Context
+
+WEATHER = "The weather today is sunny and warm."  # cosine ≈ 0.84 to CRITERIA
+WEATHER_2 = "It is a sunny warm day today."        # cosine ≈ 0.83
+SISTER = "My sister Anna was born on March 3rd."   # cosine ≈ 0.03
+CRITERIA = "sunny warm weather"
+
+
+class CharCounter:
+    """A deterministic token counter that also records what it was asked to count."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def __call__(self, text: str) -> int:
+        self.seen.append(text)
+        return len(text)
+
+
+def conversation(counter=None) -> Context:
+    """system, two demo messages, three finished rounds, then the pending turn (user + a step)."""
+    ctx = Context(counter or CharCounter(), budget=10_000)
+    ctx.append("system", "SYSTEM")
+    ctx.append("user", "demo question", kind="demo")
+    ctx.append("assistant", "demo answer", kind="demo")
+    for r in (1, 2, 3):
+        ctx.append("user", f"u{r}")
+        ctx.append("assistant", f"a{r}")
+        ctx.append("tool", f"t{r}")
+    ctx.append("user", "PENDING")
+    ctx.append("assistant", "current step")
+    return ctx
+
+
+def contents(ctx: Context) -> list[str]:
+    return [m.content for m in ctx.messages]
+
+
+class Writer:
+    """The summary writer: records the transcript it was given."""
+
+    def __init__(self, text="SUMMARY TEXT"):
+        self.text = text
+        self.transcripts: list[str] = []
+
+    def __call__(self, transcript: str) -> str:
+        self.transcripts.append(transcript)
+        return self.text
+
+
+# -- token counts ------------------------------------------------------------------------
+
+def test_token_counts_use_the_given_counter():
+    counter = CharCounter()
+    ctx = Context(counter, budget=20)
+    m = ctx.append("user", "hello world")
+    assert m.tokens == len("hello world") and counter.seen == ["hello world"]
+    ctx.append("assistant", "abc")
+    assert ctx.tokens == 14
+    assert not ctx.over_budget
+    ctx.append("tool", "x" * 7)
+    assert ctx.tokens == 21 and ctx.over_budget
+
+
+def test_append_refuses_unknown_roles():
+    ctx = Context(len, budget=10)
+    with pytest.raises(ValueError):
+        ctx.append("narrator", "x")
+    assert ctx.messages == []
+
+
+def test_reset_keeps_only_the_system_message():
+    ctx = conversation()
+    ctx.reset()
+    assert contents(ctx) == ["SYSTEM"]
+    ctx.reset(keep_system=False)
+    assert ctx.messages == []
+
+
+def test_as_dicts_gives_role_and_content_only():
+    ctx = conversation()
+    assert ctx.as_dicts()[0] == {"role": "system", "content": "SYSTEM"}
+    assert len(ctx.as_dicts()) == len(ctx.messages)
+
+
+# -- protection --------------------------------------------------------------------------
+
+def test_protected_are_system_demos_and_the_pending_user_message():
+    ctx = conversation()
+    assert {ctx.messages[i].content for i in ctx.protected()} == {
+        "SYSTEM", "demo question", "demo answer", "PENDING"}
+
+
+# -- Summary_context ---------------------------------------------------------------------
+
+def test_summarise_all_replaces_everything_between_prefix_and_pending_turn():
+    ctx = conversation()
+    w = Writer()
+    saved = ctx.summarise(None, w)
+    assert contents(ctx) == ["SYSTEM", "demo question", "demo answer",
+                             "[Summary of earlier conversation]\nSUMMARY TEXT", "PENDING", "current step"]
+    summary = ctx.messages[3]
+    assert (summary.role, summary.kind) == ("user", "summary")
+    assert w.transcripts == ["user: u1\nassistant: a1\ntool: t1\nuser: u2\nassistant: a2\ntool: t2\n"
+                             "user: u3\nassistant: a3\ntool: t3"]
+    assert saved["messages"] == 9 and saved["summary"] == "SUMMARY TEXT"
+
+
+def test_summarise_counts_tokens_with_the_given_counter():
+    ctx = conversation()
+    saved = ctx.summarise(None, Writer())
+    summary = ctx.messages[3]
+    assert summary.tokens == len(summary.content)
+    assert saved["tokens_after"] == summary.tokens
+    assert saved["tokens_before"] == sum(len(x) for r in (1, 2, 3) for x in (f"u{r}", f"a{r}", f"t{r}"))
+    assert ctx.tokens == sum(len(c) for c in contents(ctx))
+
+
+@pytest.mark.parametrize("rounds, kept", [(1, ["u1", "a1", "t1", "u2", "a2", "t2"]), (2, ["u1", "a1", "t1"])])
+def test_summarise_n_rounds_replaces_exactly_the_last_n_rounds(rounds, kept):
+    ctx = conversation()
+    w = Writer()
+    saved = ctx.summarise(rounds, w)
+    assert saved["messages"] == 3 * rounds
+    assert contents(ctx) == ["SYSTEM", "demo question", "demo answer", *kept,
+                             "[Summary of earlier conversation]\nSUMMARY TEXT", "PENDING", "current step"]
+    first = 4 - rounds
+    assert w.transcripts[0].startswith(f"user: u{first}\n") and w.transcripts[0].endswith("tool: t3")
+
+
+def test_summarise_more_rounds_than_exist_replaces_all_rounds():
+    ctx = conversation()
+    saved = ctx.summarise(10, Writer())
+    assert saved["messages"] == 9
+    assert contents(ctx)[3].startswith("[Summary of earlier conversation]")
+    assert contents(ctx)[4:] == ["PENDING", "current step"]
+
+
+def test_summarise_with_nothing_before_the_pending_turn_returns_none():
+    ctx = Context(len, budget=100)
+    ctx.append("system", "SYSTEM")
+    ctx.append("user", "demo", kind="demo")
+    ctx.append("user", "PENDING")
+    ctx.append("assistant", "step")
+    before = [m.to_dict() for m in ctx.messages]
+    w = Writer()
+    assert ctx.summarise(None, w) is None
+    assert ctx.summarise(2, w) is None
+    assert w.transcripts == []  # no model call for nothing
+    assert [m.to_dict() for m in ctx.messages] == before
+
+
+def test_summarise_falls_back_to_the_transcript_when_the_writer_returns_nothing():
+    ctx = conversation()
+    ctx.summarise(1, Writer(text="   "))
+    summary = next(m for m in ctx.messages if m.kind == "summary")
+    assert "user: u3" in summary.content
+
+
+def test_a_second_summary_folds_in_the_first():
+    ctx = conversation()
+    ctx.summarise(2, Writer("first"))
+    w = Writer("second")
+    ctx.summarise(None, w)
+    assert "first" in w.transcripts[0] and "u1" in w.transcripts[0]
+    assert [m.kind for m in ctx.messages].count("summary") == 1
+    assert contents(ctx)[-2:] == ["PENDING", "current step"]
+
+
+def test_summarise_all_keeps_protected_messages():
+    ctx = conversation()
+    protected = {ctx.messages[i].content for i in ctx.protected()}
+    ctx.summarise(None, Writer())
+    assert protected <= set(contents(ctx))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: Context.summarise replaces the whole slice [start:end] and so "
+                   "also summarises protected messages (a later system message) inside it")
+def test_summarise_all_keeps_a_protected_message_inside_the_span():
+    ctx = Context(len, budget=1000)
+    ctx.append("system", "SYSTEM")
+    ctx.append("user", "u1")
+    ctx.append("assistant", "a1")
+    ctx.append("system", "Stage 2 begins: keep this note.")
+    ctx.append("user", "u2")
+    ctx.append("assistant", "a2")
+    ctx.append("user", "PENDING")
+    assert 3 in ctx.protected()
+    ctx.summarise(None, Writer())
+    assert "Stage 2 begins: keep this note." in contents(ctx)
+
+
+# -- Filter_context (real embedder, θ = 0.6) ----------------------------------------------
+
+def test_filter_texts_are_clearly_on_either_side_of_theta(embedder):
+    c = embedder.embed_one(CRITERIA)
+    assert float(embedder.embed_one(WEATHER) @ c) > 0.75
+    assert float(embedder.embed_one(WEATHER_2) @ c) > 0.75
+    assert float(embedder.embed_one(SISTER) @ c) < 0.3
+
+
+def test_filter_drops_messages_at_or_above_theta_and_keeps_the_rest(embedder):
+    ctx = Context(CharCounter(), budget=10_000)
+    ctx.append("system", "You are a helpful assistant.")
+    ctx.append("user", WEATHER)
+    ctx.append("assistant", SISTER)
+    ctx.append("tool", WEATHER_2)
+    ctx.append("user", "When was Anna born?")
+    removed = ctx.filter(embedder.embed_one(CRITERIA), embedder.embed_one, 0.6)
+    assert contents(ctx) == ["You are a helpful assistant.", SISTER, "When was Anna born?"]
+    assert removed["messages"] == 2
+    assert removed["tokens"] == len(WEATHER) + len(WEATHER_2)
+    assert [r["content"] for r in removed["removed"]] == [WEATHER, WEATHER_2]
+    assert all(r["cosine"] >= 0.6 for r in removed["removed"])
+
+
+def test_filter_with_a_higher_theta_keeps_more(embedder):
+    ctx = Context(len, budget=10_000)
+    ctx.append("user", WEATHER)
+    ctx.append("assistant", "Sunny and warm weather is forecast for tomorrow.")  # cosine ≈ 0.64
+    ctx.append("user", "ok")
+    removed = ctx.filter(embedder.embed_one(CRITERIA), embedder.embed_one, 0.7)
+    assert removed["messages"] == 1
+    assert contents(ctx) == ["Sunny and warm weather is forecast for tomorrow.", "ok"]
+
+
+def test_filter_never_drops_system_demo_or_pending_user_messages(embedder):
+    ctx = Context(len, budget=10_000)
+    ctx.append("system", WEATHER)
+    ctx.append("user", WEATHER, kind="demo")
+    ctx.append("assistant", WEATHER_2)        # not protected: goes
+    ctx.append("user", WEATHER)               # pending user turn: stays
+    ctx.append("assistant", WEATHER_2)        # a step of the pending turn: goes
+    removed = ctx.filter(embedder.embed_one(CRITERIA), embedder.embed_one, 0.6)
+    assert removed["messages"] == 2
+    assert [(m.role, m.kind) for m in ctx.messages] == [("system", ""), ("user", "demo"), ("user", "")]
+
+
+def test_filter_accepts_an_unnormalised_criteria_vector(embedder):
+    ctx = Context(len, budget=10_000)
+    ctx.append("user", WEATHER)
+    ctx.append("user", "ok")
+    removed = ctx.filter(7.5 * np.asarray(embedder.embed_one(CRITERIA)), embedder.embed_one, 0.6)
+    assert removed["messages"] == 1
