@@ -72,6 +72,9 @@ class Settings:
                 "in the model's context window; lower context_budget or raise n_ctx")
         if not 0.0 <= self.filter_threshold <= 1.0:
             raise ConfigError(f"filter_threshold={self.filter_threshold}: θ is a cosine in [0, 1] (SPEC §2 uses 0.6)")
+        if self.max_new_tokens < 48:
+            raise ConfigError(f"max_new_tokens={self.max_new_tokens}: a step needs ≥ 48 tokens (the protocol's "
+                              "tags alone take ~25); raise max_new_tokens")
         if self.max_steps_per_turn < 1:
             raise ConfigError(f"max_steps_per_turn={self.max_steps_per_turn}: need at least 1 step per turn")
         if self.top_k < 1:

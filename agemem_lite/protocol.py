@@ -81,6 +81,8 @@ def parse_calls_json(body: str) -> tuple[list[ToolCall], str | None]:
     except json.JSONDecodeError as e:
         return [], f"the tool call is not valid JSON ({e.msg} at char {e.pos}); write " \
                    '[{"name": "<tool>", "arguments": {...}}]'
+    except (ValueError, RecursionError):  # absurd nesting or a 4,300-digit number
+        return [], "the tool call JSON is too deeply nested or has an oversized number"
     items = data if isinstance(data, list) else [data]
     if not items:
         return [], "the tool call list is empty; call at least one tool or give an <answer>"
@@ -92,7 +94,7 @@ def parse_calls_json(body: str) -> tuple[list[ToolCall], str | None]:
         if isinstance(args, str):  # some models double-encode the arguments
             try:
                 args = json.loads(args)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 return [], f'call #{k + 1}: "arguments" must be a JSON object'
         if not isinstance(args, dict):
             return [], f'call #{k + 1}: "arguments" must be a JSON object'
@@ -107,21 +109,30 @@ def parse_step(text: str) -> ParsedStep:
     m = _THINK_RE.search(text)
     think = m.group(1).strip() if m else ""
     after = text[m.end():] if m else text
-    has_call, has_answer = CALL_OPEN in after, ANSWER_OPEN in after
-    if has_call and has_answer:
-        return ParsedStep(think=think, raw=text,
-                          error="write either one <tool_call>…</tool_call> or one <answer>…</answer>, not both")
-    if has_answer:
-        ans = _between(after, ANSWER_OPEN, ANSWER_CLOSE) or ""
-        if not ans.strip():
-            return ParsedStep(think=think, raw=text, error="the <answer> is empty")
-        return ParsedStep(think=think, answer=ans.strip(), raw=text)
-    if has_call:
-        body = _between(after, CALL_OPEN, CALL_CLOSE) or ""
+    # The action is whichever tag comes first; an <answer> inside tool-call JSON
+    # is argument text, not a second action.
+    i_call, i_ans = after.find(CALL_OPEN), after.find(ANSWER_OPEN)
+    if i_call >= 0 and (i_ans < 0 or i_call < i_ans):
+        rest = after[i_call + len(CALL_OPEN):]
+        j = rest.rfind(CALL_CLOSE)
+        body, tail = (rest, "") if j < 0 else (rest[:j], rest[j + len(CALL_CLOSE):])
+        if ANSWER_OPEN in tail:
+            return ParsedStep(think=think, raw=text,
+                              error="write either one <tool_call>…</tool_call> or one <answer>…</answer>, not both")
         calls, err = parse_calls_json(body)
         if err:
             return ParsedStep(think=think, raw=text, error=err)
         return ParsedStep(think=think, calls=tuple(calls), raw=text)
+    if i_ans >= 0:
+        rest = after[i_ans + len(ANSWER_OPEN):]
+        j = rest.find(ANSWER_CLOSE)
+        ans, tail = (rest, "") if j < 0 else (rest[:j], rest[j + len(ANSWER_CLOSE):])
+        if CALL_OPEN in tail:
+            return ParsedStep(think=think, raw=text,
+                              error="write either one <tool_call>…</tool_call> or one <answer>…</answer>, not both")
+        if not ans.strip():
+            return ParsedStep(think=think, raw=text, error="the <answer> is empty")
+        return ParsedStep(think=think, answer=ans.strip(), raw=text)
     # Untagged JSON (e.g. a bare ```json block) is still a tool call attempt.
     stripped = after.strip()
     if stripped.startswith(("[", "{", "```")):
@@ -141,7 +152,11 @@ def render_step(think: str, calls: list[ToolCall] | list[dict] | None = None,
     if answer is not None:
         return f"{head}{ANSWER_OPEN}{answer.strip()}{ANSWER_CLOSE}"
     items = [c.to_dict() if isinstance(c, ToolCall) else c for c in calls]
-    return f"{head}{CALL_OPEN}{json.dumps(items, ensure_ascii=False)}{CALL_CLOSE}"
+    if not items:
+        raise ValueError("render_step needs at least one tool call")
+    # "<" only occurs inside JSON strings, so escaping it keeps tags out of arguments.
+    body = json.dumps(items, ensure_ascii=False).replace("<", "\\u003c")
+    return f"{head}{CALL_OPEN}{body}{CALL_CLOSE}"
 
 
 # --- grammar -----------------------------------------------------------------
@@ -233,7 +248,8 @@ def grammar(tool_schemas: list[dict], *, allow_answer: bool = True, allow_tools:
         *([f"kind ::= {' | '.join(json.dumps(k) for k in think_kinds)}"] if think_kinds else []),
         # No "<" inside free text: the closing tag is the only way out.
         "think-text ::= [^<]+",
-        "answer-text ::= [^<]+",
+        # At least one visible character: a blank answer does not parse.
+        "answer-text ::= [ \\t\\n]* [^< \\t\\n] [^<]*",
         f"action ::= {' | '.join(actions)}",
         *rules,
     ]

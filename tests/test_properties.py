@@ -1,9 +1,9 @@
 """Property tests (hypothesis): the protocol parser and the tool dispatcher never raise,
 and a failed tool call never changes the store or the context.
 
-Known crashers are excluded from the generated domain here and pinned as
-explicit xfail tests (test_protocol.py, test_tools.py), so these properties
-stay green and guard everything else.
+Inputs that once crashed (lone surrogates, non-ASCII digits, integers beyond
+int64, NaN, absurd nesting) are pinned as explicit regression tests in
+test_protocol.py and test_tools.py.
 """
 
 from __future__ import annotations
@@ -77,16 +77,16 @@ def test_parse_step_never_raises_on_arbitrary_json_bodies(head, open_tag, value,
     check_parsed(parse_step(head + open_tag + json.dumps(value) + close_tag))
 
 
-# Tag-free text: render_step does not escape tags inside the think, the answer or
-# the JSON (see test_protocol's xfail for "<answer>" inside a tool argument).
+# Tag-free think text (the think cannot contain tags); JSON arguments may contain
+# "<" because render_step escapes it.
 tag_free = st.text(alphabet=st.characters(exclude_characters="<", exclude_categories=("Cs",)), max_size=30)
 
 
 @FAST
 @given(tag_free, st.lists(st.fixed_dictionaries({
     "name": st.sampled_from(list(TOOLS)),
-    "arguments": st.dictionaries(st.sampled_from(ARG_NAMES), json_values.filter(
-        lambda v: "<" not in json.dumps(v)), max_size=4)}), min_size=1, max_size=3))
+    "arguments": st.dictionaries(st.sampled_from(ARG_NAMES), json_values, max_size=4)}),
+    min_size=1, max_size=3))
 def test_rendered_tool_calls_parse_back_to_the_same_calls(think, calls):
     p = parse_step(render_step(think, calls=calls))
     assert p.kind == "tool_call", p.error

