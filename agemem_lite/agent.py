@@ -92,7 +92,16 @@ class Agent:
         self.turns.append(turn)
         return turn
 
+    def _fit_window(self) -> int:
+        """Evict the oldest unprotected messages until the prompt fits the model's window."""
+        limit = self.settings.n_ctx - self.settings.max_new_tokens - 256  # 256: template overhead
+        evicted = 0
+        while self.context.tokens > limit and self.context.evict_oldest() is not None:
+            evicted += 1
+        return evicted
+
     def _step(self, index: int, *, allow_tools: bool, on_text) -> Step:
+        self._fit_window()
         prompt = self.context.as_dicts()
         context_tokens = self.context.tokens
         comp = self.policy.step(prompt, allow_tools=allow_tools, on_text=on_text)

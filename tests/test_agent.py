@@ -321,3 +321,18 @@ def test_smollm2_turns_run_end_to_end(small_policy, store, embedder, settings, m
     for op in turns[0].operations:  # whatever it chose to store went through the real store
         if op["name"] == "Add_memory":
             assert op["data"]["memory"]["id"] in stored
+
+
+def test_context_over_the_model_window_is_trimmed_oldest_first(make_agent):
+    """The runtime's last resort: the prompt must fit n_ctx, so the oldest turns go first."""
+    agent, policy = make_agent([answer_step("ok")] * 3, n_ctx=2048, context_budget=1024, max_new_tokens=256)
+    agent.context.append("user", "very old turn " + "word " * 900)
+    agent.context.append("assistant", "<answer>ok</answer>")
+    agent.context.append("user", "recent turn " + "word " * 600)
+    agent.context.append("assistant", "<answer>ok</answer>")
+    turn = agent.turn("What now?")
+    assert turn.answer == "ok"
+    contents = [m["content"] for m in turn.steps[0].prompt]
+    assert not any(c.startswith("very old turn") for c in contents)
+    assert any(c.startswith("recent turn") for c in contents)
+    assert sum(agent.policy.count_tokens(c) for c in contents) <= 2048 - 256 - 256

@@ -247,3 +247,15 @@ def test_filter_accepts_an_unnormalised_criteria_vector(embedder):
     ctx.append("user", "ok")
     removed = ctx.filter(7.5 * np.asarray(embedder.embed_one(CRITERIA)), embedder.embed_one, 0.6)
     assert removed["messages"] == 1
+
+
+def test_evict_oldest_never_drops_protected_messages():
+    ctx = Context(lambda t: len(t.split()), budget=100)
+    ctx.append("system", "sys prompt")
+    ctx.append("user", "old turn", kind="")
+    ctx.append("assistant", "old reply")
+    ctx.append("user", "pending question")
+    assert ctx.evict_oldest().content == "old turn"
+    assert ctx.evict_oldest().content == "old reply"
+    assert ctx.evict_oldest() is None
+    assert [m.content for m in ctx.messages] == ["sys prompt", "pending question"]

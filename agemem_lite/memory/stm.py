@@ -85,6 +85,15 @@ class Context:
             out.add(p)
         return out
 
+    def evict_oldest(self) -> Message | None:
+        """Drop the oldest unprotected message (the runtime's last resort before the
+        model's window overflows; the policy is expected to Summary/Filter first)."""
+        prot = self.protected()
+        for i in range(len(self.messages)):
+            if i not in prot:
+                return self.messages.pop(i)
+        return None
+
     # -- SPEC §2 Summary_context ----------------------------------------------------
     def summarise(self, rounds: int | None, write_summary: Callable[[str], str]) -> dict | None:
         """Replace a span by one summary message; returns what was saved, or None if no span."""

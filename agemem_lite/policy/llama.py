@@ -81,6 +81,8 @@ class LlamaPolicy:
                  max_new_tokens: int = 384, think_tokens: int = 160,
                  think_kinds: tuple[str, ...] | None = None, tool_schemas: list[dict] | None = None,
                  lora_path: str | None = None):
+        if max_new_tokens < 48:
+            raise ValueError(f"max_new_tokens={max_new_tokens}: a step needs at least 48 tokens")
         kw = dict(n_ctx=n_ctx, seed=seed, n_threads=n_threads or os.cpu_count() or 2)
         if lora_path:
             kw["lora_path"] = str(lora_path)
@@ -205,8 +207,8 @@ class LlamaPolicy:
         """
         prompt = self.tokenize(self.render(messages))
         if len(prompt) + self.max_new_tokens > self.n_ctx:
-            raise ModelFileError(f"prompt of {len(prompt)} tokens + {self.max_new_tokens} new tokens "
-                                 f"exceeds n_ctx={self.n_ctx}")
+            raise ValueError(f"prompt of {len(prompt)} tokens + {self.max_new_tokens} new tokens "
+                             f"exceeds n_ctx={self.n_ctx}")
         reused = self._reused(prompt)
         t0 = time.perf_counter()
         text, first = "", None
