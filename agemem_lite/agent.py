@@ -54,6 +54,13 @@ class Agent:
                            approve=approve)
         self.turns: list[Turn] = []
 
+    def warm(self, cache_dir=None) -> dict:
+        """Evaluate (or restore from ``cache_dir``) the fixed prefix: system prompt + demos."""
+        fixed = [m for m in self.context.as_dicts()][: len(self.context.messages)]
+        fixed = [d for d, m in zip(fixed, self.context.messages) if m.role == "system" or m.kind == "demo"]
+        warm = getattr(self.policy, "warm_prefix", None)
+        return warm(fixed, cache_dir) if warm else {"prefix_tokens": 0, "cache": "off"}
+
     def _write_summary(self, transcript: str) -> str:
         return self.policy.summarise(prompts.render_summary_request(transcript))
 

@@ -75,4 +75,5 @@ def open_assistant(settings: Settings, *, progress: Progress | None = None, appr
         raise
     store = open_store(settings)
     agent = Agent(policy, store, embedder, settings, demonstrations=settings.guided, approve=approve)
+    agent.warm(settings.data_dir / "cache")
     return Assistant(agent, policy, embedder, store)

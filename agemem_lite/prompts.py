@@ -118,6 +118,13 @@ def render_json(obj) -> str:
 # instructions alone -> it answers instead of calling tools; demonstrations as real
 # chat turns + a "Kind:" label that the grammar makes it choose first -> it stores
 # stated facts and answers from shown memories. A trained policy can drop both.
+# Closes the demonstrations: without it the 0.5B model answered "What is my favourite
+# food?" on an empty memory with the demo's "ramen".
+# Measured on a 14-case dev set: with this message 10/14 right actions and no leak; without
+# it 14/14 but demo facts leak; a one-line version 12/14 and still leaked.
+DEMO_END = ("End of the examples. They were about a different, made-up user: nothing in them is "
+            "true of the real user, and mem_91-mem_93 do not exist. The real conversation starts now.")
+
 THINK_KINDS = ("question", "new fact", "changed fact", "obsolete fact", "chat")
 
 
@@ -177,4 +184,5 @@ def render_demonstrations() -> list[dict]:
                      content="The user's favourite food is ramen.", memory_type="preference")),
         t("Add_memory", "stored as mem_93"),
         a(_demo_answer("new fact. Stored, so reply.", "Ramen, noted!")),
+        {"role": "system", "content": DEMO_END},
     ]

@@ -336,3 +336,38 @@ def test_context_over_the_model_window_is_trimmed_oldest_first(make_agent):
     assert not any(c.startswith("very old turn") for c in contents)
     assert any(c.startswith("recent turn") for c in contents)
     assert sum(agent.policy.count_tokens(c) for c in contents) <= 2048 - 256 - 256
+
+
+def test_prefix_kv_cache_restores_in_a_new_policy_and_gives_the_same_step(settings, tmp_path):
+    """A new process starts from the cached system+demo prefix instead of re-reading it."""
+    from agemem_lite import prompts
+    from agemem_lite.assistant import open_policy
+    from agemem_lite.memory.tools import grammar_schemas
+
+    fixed = [{"role": "system", "content": prompts.render_system(
+        today="2025-01-01", budget=2048, tool_schemas=grammar_schemas())}] + prompts.render_demonstrations()
+    turn = fixed + [{"role": "user", "content": prompts.render_user_turn("Hello!", prompts.render_related([]))}]
+    cache = tmp_path / "cache"
+    first = open_policy(settings, "smollm2-135m")
+    try:
+        assert first.warm_prefix(fixed, cache)["cache"] == "miss"
+        a = first.step(turn)
+    finally:
+        first.close()
+    files = list(cache.glob("prefix-*.kv"))
+    assert len(files) == 1 and files[0].stat().st_mode & 0o777 == 0o600
+    second = open_policy(settings, "smollm2-135m")
+    try:
+        info = second.warm_prefix(fixed, cache)
+        assert info["cache"] == "hit" and info["prefix_tokens"] > 500
+        b = second.step(turn)
+    finally:
+        second.close()
+    assert b.reused_prompt_tokens >= info["prefix_tokens"]
+    assert b.text == a.text
+    files[0].write_bytes(b"AGKV" + b"\xff" * 16)  # corrupt: ignored and rebuilt
+    third = open_policy(settings, "smollm2-135m")
+    try:
+        assert third.warm_prefix(fixed, cache)["cache"] == "miss"
+    finally:
+        third.close()

@@ -56,3 +56,9 @@ def test_second_fact_does_not_displace_the_first(home):
     assert asked["answer"] and "okafor" in asked["answer"].lower(), asked["answer"]
     asked = _ask(home, "When is my sister's birthday?")
     assert "march 14" in (asked["answer"] or "").lower(), asked["answer"]
+
+
+def test_demonstration_facts_do_not_leak_into_answers(home):
+    """The prompt's worked examples store 'ramen' for a made-up user; this user never said it."""
+    asked = _ask(home, "What is my favourite food?")
+    assert "ramen" not in (asked["answer"] or "").lower(), asked["answer"]

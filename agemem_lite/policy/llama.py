@@ -28,6 +28,8 @@ from .. import protocol
 from ..errors import ModelFileError
 from . import Completion
 
+_KV_MAGIC = b"AGKV"
+
 #: Protocol tags that some vocabularies hold as single (untrained) special tokens.
 SPELLED_TAGS = (protocol.CALL_OPEN, protocol.CALL_CLOSE)
 
@@ -87,6 +89,8 @@ class LlamaPolicy:
         if lora_path:
             kw["lora_path"] = str(lora_path)
         self.llm = load_llama(model_path, **kw)
+        self.model_path = Path(model_path)
+        self.lora_path = lora_path
         self.name = name or Path(model_path).stem
         self.n_ctx = n_ctx
         self.seed = seed
@@ -265,6 +269,83 @@ class LlamaPolicy:
                           completion_tokens=len(self.tokenize(text, special=False)),
                           seconds=time.perf_counter() - t0, first_token_s=first,
                           reused_prompt_tokens=reused, finish_reason="length" if budget <= reserve else "stop")
+
+    # -- prefix KV cache on disk -------------------------------------------------------
+    def prefix_tokens(self, messages: list[dict]) -> list[int]:
+        """Tokens of ``messages`` that every later prompt starts with.
+
+        Found as the common prefix of two renderings with different next user turns,
+        so it is right for any chat template (no guessing where a message ends)."""
+        a = self.tokenize(self.render([*messages, {"role": "user", "content": "a"}]))
+        b = self.tokenize(self.render([*messages, {"role": "user", "content": "b"}]))
+        n = 0
+        for x, y in zip(a, b):
+            if x != y:
+                break
+            n += 1
+        return a[:n]
+
+    def _cache_key(self, tokens: list[int]) -> str:
+        import hashlib
+
+        import llama_cpp
+        import numpy as np
+
+        st = self.model_path.stat()
+        ident = f"{self.model_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.n_ctx}|" \
+                f"{self.lora_path}|{llama_cpp.__version__}".encode()
+        return hashlib.sha256(ident + np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest()[:32]
+
+    def warm_prefix(self, messages: list[dict], cache_dir: str | Path | None = None) -> dict:
+        """Evaluate the stable prompt prefix (system prompt + demonstrations) once.
+
+        With ``cache_dir`` the prefix's KV state is kept on disk (a few tens of MB),
+        so a new process — every ``agemem ask`` — starts from it instead of
+        re-reading ~1.4k tokens (~10 s on 2 cores). A stale or corrupt file is
+        ignored and rewritten: the key covers the model file, n_ctx, the adapter,
+        the llama-cpp-python version and the prefix tokens."""
+        import numpy as np
+        from llama_cpp.llama import LlamaState
+
+        tokens = self.prefix_tokens(messages)
+        info = {"prefix_tokens": len(tokens), "cache": "off"}
+        if not tokens:
+            return info
+        path = None
+        if cache_dir is not None:
+            path = Path(cache_dir) / f"prefix-{self._cache_key(tokens)}.kv"
+            if path.is_file():
+                try:
+                    raw = path.read_bytes()
+                    n = int.from_bytes(raw[4:8], "little")
+                    if raw[:4] != _KV_MAGIC or n != len(tokens):
+                        raise ValueError("bad header")
+                    ids = np.zeros(self.n_ctx, dtype=np.intc)
+                    ids[:n] = np.frombuffer(raw, dtype=np.int32, count=n, offset=8)
+                    blob = raw[8 + 4 * n:]
+                    # Past logits are never read: the next prompt always decodes at least one token.
+                    state = LlamaState(input_ids=ids, scores=np.zeros((1, self.llm.n_vocab()), np.single),
+                                       n_tokens=n, llama_state=blob, llama_state_size=len(blob), seed=self.seed)
+                    self.llm.load_state(state)
+                    self._last_prompt = tokens
+                    return {**info, "cache": "hit"}
+                except (ValueError, RuntimeError, OSError):
+                    path.unlink(missing_ok=True)
+                    self.llm.reset()
+        self.llm.reset()
+        self.llm.eval(tokens)
+        self._last_prompt = tokens
+        if path is None:
+            return {**info, "cache": "off"}
+        state = self.llm.save_state()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(_KV_MAGIC + len(tokens).to_bytes(4, "little"))
+            f.write(np.asarray(tokens, dtype=np.int32).tobytes())
+            f.write(state.llama_state)
+        os.replace(tmp, path)
+        return {**info, "cache": "miss"}
 
     def summarise(self, instruction: str, max_tokens: int = 200) -> str:
         """Free text for Summary_context, written by the same model (SPEC §2)."""
