@@ -29,6 +29,9 @@ from ..errors import ModelFileError
 from . import Completion
 
 _KV_MAGIC = b"AGKV"
+#: Streamed after a tool call that the token cap cut short; the call is not part of
+#: ``Completion.text`` (which must parse), so a stream shows the partial call + this.
+CUT_NOTICE = "\n[tool call cut at the token cap]\n"
 
 #: Protocol tags that some vocabularies hold as single (untrained) special tokens.
 SPELLED_TAGS = (protocol.CALL_OPEN, protocol.CALL_CLOSE)
@@ -215,7 +218,7 @@ class LlamaPolicy:
                              f"exceeds n_ctx={self.n_ctx}")
         reused = self._reused(prompt)
         t0 = time.perf_counter()
-        text, first = "", None
+        text, first, dropped = "", None, ""
         budget = self.max_new_tokens
         reserve = 8  # room for the closing tags the runtime writes
 
@@ -254,8 +257,9 @@ class LlamaPolicy:
             # The call was cut by the token cap: drop it and answer instead, so the
             # step still parses (a half-written call would be an invalid step).
             text = text[: len(text) - len(action)]
-            if on_text:
-                on_text("\n[tool call cut at the token cap]\n")
+            dropped = action
+            if on_text:  # the stream already showed the partial call: say it was dropped
+                on_text(CUT_NOTICE)
             action = ""
         if not action.startswith(protocol.CALL_OPEN):
             if not action:
@@ -268,7 +272,8 @@ class LlamaPolicy:
         return Completion(text=text, prompt_tokens=len(prompt),
                           completion_tokens=len(self.tokenize(text, special=False)),
                           seconds=time.perf_counter() - t0, first_token_s=first,
-                          reused_prompt_tokens=reused, finish_reason="length" if budget <= reserve else "stop")
+                          reused_prompt_tokens=reused, finish_reason="length" if budget <= reserve else "stop",
+                          extra={"dropped_call": dropped} if dropped else {})
 
     # -- prefix KV cache on disk -------------------------------------------------------
     def prefix_tokens(self, messages: list[dict]) -> list[int]:
