@@ -56,8 +56,8 @@ class Agent:
 
     def warm(self, cache_dir=None) -> dict:
         """Evaluate (or restore from ``cache_dir``) the fixed prefix: system prompt + demos."""
-        fixed = [m for m in self.context.as_dicts()][: len(self.context.messages)]
-        fixed = [d for d, m in zip(fixed, self.context.messages) if m.role == "system" or m.kind == "demo"]
+        fixed = [{"role": m.role, "content": m.content} for m in self.context.messages
+                 if m.role == "system" or m.kind == "demo"]
         warm = getattr(self.policy, "warm_prefix", None)
         return warm(fixed, cache_dir) if warm else {"prefix_tokens": 0, "cache": "off"}
 
