@@ -102,6 +102,20 @@ def parse_calls_json(body: str) -> tuple[list[ToolCall], str | None]:
     return calls, None
 
 
+_BOTH = "write either one <tool_call>…</tool_call> or one <answer>…</answer>, not both"
+
+
+def _tagged(after: str, start: int, open_tag: str, close_tag: str, other_open: str,
+            *, last_close: bool) -> tuple[str, str | None]:
+    """The text inside the action tag at ``start`` (to its close, or the end if unclosed),
+    or an error if the other action's tag follows it. Tool-call JSON runs to the LAST
+    close tag, so a literal "</tool_call>" inside an argument cannot cut it short."""
+    rest = after[start + len(open_tag):]
+    j = rest.rfind(close_tag) if last_close else rest.find(close_tag)
+    inner, tail = (rest, "") if j < 0 else (rest[:j], rest[j + len(close_tag):])
+    return inner, (_BOTH if other_open in tail else None)
+
+
 def parse_step(text: str) -> ParsedStep:
     """Parse one completion. Never raises: problems come back in ``error``."""
     if not isinstance(text, str):
@@ -113,25 +127,17 @@ def parse_step(text: str) -> ParsedStep:
     # is argument text, not a second action.
     i_call, i_ans = after.find(CALL_OPEN), after.find(ANSWER_OPEN)
     if i_call >= 0 and (i_ans < 0 or i_call < i_ans):
-        rest = after[i_call + len(CALL_OPEN):]
-        j = rest.rfind(CALL_CLOSE)
-        body, tail = (rest, "") if j < 0 else (rest[:j], rest[j + len(CALL_CLOSE):])
-        if ANSWER_OPEN in tail:
-            return ParsedStep(think=think, raw=text,
-                              error="write either one <tool_call>…</tool_call> or one <answer>…</answer>, not both")
-        calls, err = parse_calls_json(body)
+        body, err = _tagged(after, i_call, CALL_OPEN, CALL_CLOSE, ANSWER_OPEN, last_close=True)
+        calls, err = ([], err) if err else parse_calls_json(body)
         if err:
             return ParsedStep(think=think, raw=text, error=err)
         return ParsedStep(think=think, calls=tuple(calls), raw=text)
     if i_ans >= 0:
-        rest = after[i_ans + len(ANSWER_OPEN):]
-        j = rest.find(ANSWER_CLOSE)
-        ans, tail = (rest, "") if j < 0 else (rest[:j], rest[j + len(ANSWER_CLOSE):])
-        if CALL_OPEN in tail:
-            return ParsedStep(think=think, raw=text,
-                              error="write either one <tool_call>…</tool_call> or one <answer>…</answer>, not both")
-        if not ans.strip():
-            return ParsedStep(think=think, raw=text, error="the <answer> is empty")
+        ans, err = _tagged(after, i_ans, ANSWER_OPEN, ANSWER_CLOSE, CALL_OPEN, last_close=False)
+        if not err and not ans.strip():
+            err = "the <answer> is empty"
+        if err:
+            return ParsedStep(think=think, raw=text, error=err)
         return ParsedStep(think=think, answer=ans.strip(), raw=text)
     # Untagged JSON (e.g. a bare ```json block) is still a tool call attempt.
     stripped = after.strip()
