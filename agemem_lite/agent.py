@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import threading
 import time
 from typing import Callable
 
@@ -29,6 +30,10 @@ from .protocol import ToolCall, parse_step
 from .records import Step, Turn
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>\n?", re.S)
+
+
+class TurnCancelled(Exception):
+    """Raised inside generation when the caller's cancel event is set (caught by ``Agent.turn``)."""
 
 
 class Agent:
@@ -76,28 +81,85 @@ class Agent:
                 for h in hits if h.similarity is None or h.similarity >= floor]
 
     def turn(self, user_text: str, *, on_text: Callable[[str], None] | None = None,
-             on_step: Callable[[Step], None] | None = None) -> Turn:
-        """Run one user turn to its answer. Never raises for anything the model writes."""
+             on_step: Callable[[Step], None] | None = None,
+             cancel: threading.Event | None = None) -> Turn:
+        """Run one user turn to its answer. Never raises for anything the model writes.
+
+        When ``cancel`` is set (checked at every streamed piece and between
+        steps) the turn stops, its messages leave the context as if it had not
+        been asked, and the Turn comes back with ``cancelled=True``. Memory
+        changes made by steps that had already finished stay (they are in the
+        store's history and can be undone there).
+        """
         if not isinstance(user_text, str) or not user_text.strip():
             raise ValueError("the user message is empty")
+        mark = len(self.context.messages)
+        seen_before = set(self.env.seen_ids)
         related = self.related_memories(user_text)
         for r in related:
             self.env.seen_ids.add(r["id"])
         shown = prompts.render_related([(r["id"], r["content"]) for r in related])
-        self.context.append("user", prompts.render_user_turn(user_text.strip(), shown))
+        self.context.append("user", prompts.render_user_turn(user_text.strip(), shown), kind="turn")
         turn = Turn(user=user_text, related=related)
+        if cancel is not None:
+            inner = on_text
+
+            def on_text(piece: str) -> None:
+                if cancel.is_set():
+                    raise TurnCancelled
+                if inner:
+                    inner(piece)
         limit = self.settings.max_steps_per_turn
-        for i in range(limit):
-            step = self._step(i, allow_tools=i < limit - 1, on_text=on_text)
-            turn.steps.append(step)
-            if on_step:
-                on_step(step)
-            if step.answer is not None:
-                turn.answer = step.answer
-                break
+        try:
+            for i in range(limit):
+                if cancel is not None and cancel.is_set():
+                    raise TurnCancelled
+                step = self._step(i, allow_tools=i < limit - 1, on_text=on_text)
+                turn.steps.append(step)
+                if on_step:
+                    on_step(step)
+                if step.answer is not None:
+                    turn.answer = step.answer
+                    break
+        except TurnCancelled:
+            del self.context.messages[mark:]
+            # ids shown only by this turn are no longer in the context, except
+            # memories its finished steps created (they exist and were shown).
+            created = {r["data"]["memory"]["id"] for r in turn.operations if r["name"] == "Add_memory"}
+            self.env.seen_ids = seen_before | (created & self.env.seen_ids)
+            turn.cancelled = True
+            turn.answer = None
         self._drop_thinks()
         self.turns.append(turn)
         return turn
+
+    # -- the conversation part of the context (sessions, regenerate, model switch) -----
+    def conversation(self) -> list[dict]:
+        """Every context message after the fixed prefix (system prompt, demonstrations)."""
+        return [m.to_dict() for m in self.context.messages if not (m.role == "system" or m.kind == "demo")]
+
+    def load_conversation(self, messages: list[dict], seen_ids=()) -> None:
+        """Replace the conversation by saved messages (token counts redone with this policy)."""
+        fixed = [m for m in self.context.messages if m.role == "system" or m.kind == "demo"]
+        self.context.messages = fixed
+        for m in messages:
+            self.context.append(m["role"], m["content"], m.get("kind", ""))
+        self.env.seen_ids = set(seen_ids)
+
+    def rewind_last_turn(self) -> str | None:
+        """Remove the newest user turn and everything after it; returns its message text.
+
+        Used by regenerate. If a Summary_context of that turn rewrote earlier
+        messages, the summary stays (the originals are gone).
+        """
+        for i in range(len(self.context.messages) - 1, -1, -1):
+            m = self.context.messages[i]
+            if m.role == "user" and m.kind == "turn":
+                del self.context.messages[i:]
+                if self.turns:
+                    self.turns.pop()
+                return prompts.user_text_of(m.content)
+        return None
 
     def _fit_window(self) -> int:
         """Evict the oldest unprotected messages until the prompt fits the model's window."""

@@ -98,6 +98,15 @@ def render_user_turn(text: str, related: str | None) -> str:
     return text if related is None else f"{related}\n\n{USER_PREFIX}{text}"
 
 
+def user_text_of(content: str) -> str:
+    """The user's own words in a message written by ``render_user_turn``."""
+    if content.startswith((RELATED_HEADER, NO_RELATED)):
+        _, sep, text = content.partition(f"\n\n{USER_PREFIX}")
+        if sep:
+            return text
+    return content
+
+
 def render_summary_request(transcript: str) -> str:
     """The fixed summarisation prompt (SPEC §2)."""
     return SUMMARY_INSTRUCTION.format(transcript=transcript)

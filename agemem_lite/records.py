@@ -45,6 +45,7 @@ class Turn:
     related: list[dict] = field(default_factory=list)   # memories shown by auto-retrieval
     steps: list[Step] = field(default_factory=list)
     answer: str | None = None
+    cancelled: bool = False                             # stopped by the user (Agent.turn cancel)
 
     @property
     def operations(self) -> list[dict]:
@@ -53,4 +54,4 @@ class Turn:
 
     def to_dict(self) -> dict:
         return {"user": self.user, "related": self.related, "answer": self.answer,
-                "steps": [s.to_dict() for s in self.steps]}
+                "cancelled": self.cancelled, "steps": [s.to_dict() for s in self.steps]}

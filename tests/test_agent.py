@@ -10,51 +10,15 @@ and asserts only on plumbing: it is too weak to choose tools well.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
 import pytest
 
 from agemem_lite import prompts
 from agemem_lite.agent import Agent
-from agemem_lite.policy import Completion
 from agemem_lite.protocol import render_step
+from scripted import ScriptedPolicy
 
 NS = "default"
-
-
-class ScriptedPolicy:
-    """Writes the scripted steps in order; records every context and ``allow_tools`` it got.
-
-    A script item is a string, or a function of (messages, allow_tools) -> string.
-    """
-
-    name = "scripted"
-
-    def __init__(self, script: list[str | Callable[[list[dict], bool], str]]):
-        self.script = list(script)
-        self.calls: list[tuple[list[dict], bool]] = []
-        self.summaries: list[str] = []
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def step(self, messages, *, allow_tools=True, on_text=None) -> Completion:
-        self.calls.append(([dict(m) for m in messages], allow_tools))
-        if not self.script:
-            raise AssertionError("the agent asked for more steps than scripted")
-        item = self.script.pop(0)
-        text = item(messages, allow_tools) if callable(item) else item
-        if on_text:
-            on_text(text)
-        return Completion(text=text, prompt_tokens=sum(len(m["content"].split()) for m in messages),
-                          completion_tokens=len(text.split()), seconds=0.001, first_token_s=0.0005)
-
-    def summarise(self, instruction: str) -> str:
-        self.summaries.append(instruction)
-        return "a short summary"
-
-    def close(self) -> None:
-        pass
 
 
 def call_step(name: str, think: str = "act", **arguments) -> str:

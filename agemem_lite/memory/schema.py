@@ -122,8 +122,44 @@ def _v1(conn: apsw.Connection, dim: int) -> None:
     """)
 
 
+def _v2(conn: apsw.Connection, dim: int) -> None:
+    """Chat sessions (the TUI's conversations), kept beside the memories they shaped.
+
+    ``context`` is the conversation part of the agent's context (JSON list of
+    messages) so a resumed session continues exactly where it stopped;
+    ``seen_ids`` are the memory ids shown in it (the tools accept only those).
+    ``session_turns`` is the visible transcript, including cancelled turns.
+    Deleting a session cascades to its turns; secure_delete zeroes the text.
+    """
+    conn.execute("""
+        CREATE TABLE sessions (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            name       TEXT NOT NULL,
+            namespace  TEXT NOT NULL,
+            policy     TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            context    TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(context)),
+            seen_ids   TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(seen_ids))
+        );
+        CREATE INDEX sessions_by_time ON sessions(namespace, updated_at);
+
+        CREATE TABLE session_turns (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            user       TEXT NOT NULL,
+            answer     TEXT,
+            operations TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(operations)),
+            policy     TEXT NOT NULL,
+            cancelled  INTEGER NOT NULL DEFAULT 0,
+            at         TEXT NOT NULL
+        );
+        CREATE INDEX session_turns_by_session ON session_turns(session_id, id);
+    """)
+
+
 #: Migration i (1-based) takes a file from user_version i-1 to i.
-MIGRATIONS: list[Callable[[apsw.Connection, int], None]] = [_v1]
+MIGRATIONS: list[Callable[[apsw.Connection, int], None]] = [_v1, _v2]
 
 
 def schema_version() -> int:

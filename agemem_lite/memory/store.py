@@ -134,6 +134,11 @@ class MemoryStore:
                     raise StoreError(f"memory database {self.path}: {schema.one_line(e)}") from e
                 raise
 
+    def transaction(self, write: bool = False):
+        """One transaction on this file, for modules that keep their own tables in it
+        (``memory/sessions.py``); same lock and error translation as the store's own."""
+        return self._tx(write)
+
     def _vector(self, embedding, name: str = "embedding") -> np.ndarray:
         """Validated unit-norm float32 copy (cosine = dot product everywhere)."""
         try:

@@ -136,9 +136,24 @@ def _known_id(env: ToolEnv, args: dict, tool: str) -> str:
     return mid
 
 
-def _check_approved(env: ToolEnv, call: ToolCall) -> None:
-    if env.approve is not None and not env.approve(call):
-        raise ToolCallError("the user rejected this memory change; do not retry it, answer the user")
+def _approved(env: ToolEnv, call: ToolCall) -> tuple[dict, bool]:
+    """Ask the approval hook (if any) about a valid call: (arguments to use, edited?).
+
+    The hook returns True (approve), False (reject) or a dict of replacement
+    arguments (the user edited the memory before approving it).
+    """
+    if env.approve is None:
+        return call.arguments, False
+    verdict = env.approve(call)
+    if isinstance(verdict, dict):
+        return verdict, verdict != call.arguments
+    if verdict is True:
+        return call.arguments, False
+    raise ToolCallError("the user rejected this memory change; do not retry it, answer the user")
+
+
+def _edited_note(edited: bool, content: str) -> str:
+    return f" (the user edited it to: {content})" if edited else ""
 
 
 def _memory_type(args: dict) -> str:
@@ -150,26 +165,31 @@ def _memory_type(args: dict) -> str:
 
 def add_memory(env: ToolEnv, args: dict) -> ToolResult:
     """Add_memory(content, metadata?, memory_type?): insert a new LTM entry."""
+    _str_arg(args, "content", "Add_memory")
+    _obj_arg(args, "metadata")
+    args, edited = _approved(env, ToolCall("Add_memory", args))
     content = _str_arg(args, "content", "Add_memory")
     metadata = _obj_arg(args, "metadata")
     mtype = _memory_type(args)
-    _check_approved(env, ToolCall("Add_memory", args))
     m = env.store.add(env.namespace, content, env.embed(content), memory_type=mtype,
                       metadata=metadata, source=env.actor, actor=env.actor)
     env.seen_ids.add(m.id)
-    return ToolResult("Add_memory", True, f"stored as {m.id}", {"memory": m.to_dict()})
+    return ToolResult("Add_memory", True, f"stored as {m.id}{_edited_note(edited, content)}",
+                      {"memory": m.to_dict(), "edited": edited})
 
 
 def update_memory(env: ToolEnv, args: dict) -> ToolResult:
     """Update_memory(memory_id, content, metadata?): replace content and embedding."""
     mid = _known_id(env, args, "Update_memory")
+    _str_arg(args, "content", "Update_memory")
+    _obj_arg(args, "metadata")
+    before = env.store.get(env.namespace, mid)
+    args, edited = _approved(env, ToolCall("Update_memory", args))
     content = _str_arg(args, "content", "Update_memory")
     metadata = _obj_arg(args, "metadata")
-    before = env.store.get(env.namespace, mid)
-    _check_approved(env, ToolCall("Update_memory", args))
     m = env.store.update(env.namespace, mid, content, env.embed(content), metadata=metadata, actor=env.actor)
-    return ToolResult("Update_memory", True, f"{mid} updated",
-                      {"memory": m.to_dict(), "before": before.to_dict()})
+    return ToolResult("Update_memory", True, f"{mid} updated{_edited_note(edited, content)}",
+                      {"memory": m.to_dict(), "before": before.to_dict(), "edited": edited})
 
 
 def delete_memory(env: ToolEnv, args: dict) -> ToolResult:
@@ -180,7 +200,7 @@ def delete_memory(env: ToolEnv, args: dict) -> ToolResult:
         conf = conf.strip().lower() in ("true", "yes", "confirmed", "1")
     if conf is not True:
         raise ToolCallError('set "confirmation": true to delete a memory')
-    _check_approved(env, ToolCall("Delete_memory", args))
+    _approved(env, ToolCall("Delete_memory", args))
     m = env.store.delete(env.namespace, mid, actor=env.actor)
     env.seen_ids.discard(mid)
     return ToolResult("Delete_memory", True, f"{mid} deleted", {"memory": m.to_dict()})
