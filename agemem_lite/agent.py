@@ -82,6 +82,7 @@ class Agent:
 
     def turn(self, user_text: str, *, on_text: Callable[[str], None] | None = None,
              on_step: Callable[[Step], None] | None = None,
+             on_related: Callable[[list[dict]], None] | None = None,
              cancel: threading.Event | None = None) -> Turn:
         """Run one user turn to its answer. Never raises for anything the model writes.
 
@@ -98,6 +99,8 @@ class Agent:
         related = self.related_memories(user_text)
         for r in related:
             self.env.seen_ids.add(r["id"])
+        if on_related:
+            on_related(related)
         shown = prompts.render_related([(r["id"], r["content"]) for r in related])
         self.context.append("user", prompts.render_user_turn(user_text.strip(), shown), kind="turn")
         turn = Turn(user=user_text, related=related)

@@ -69,8 +69,14 @@ class ChatSession:
     def policy_name(self) -> str:
         return self.assistant.policy.name
 
-    def close(self) -> None:
-        self.assistant.close()
+    def close(self, timeout: float = 60.0) -> None:
+        """Release models and database, after a running turn has stopped (set its cancel event first)."""
+        got = self._lock.acquire(timeout=timeout)
+        try:
+            self.assistant.close()
+        finally:
+            if got:
+                self._lock.release()
 
     # -- approval ------------------------------------------------------------------
     def set_approval_mode(self, mode: str) -> None:
@@ -87,6 +93,15 @@ class ChatSession:
             return True
         return self.ask(call)
 
+    def memory_text(self, memory_id) -> str | None:
+        """The current text of a memory (for the approval dialog), None if it does not exist."""
+        from .errors import AgememError
+
+        try:
+            return self.store.get(self.settings.namespace, memory_id).content
+        except (AgememError, ValueError, TypeError):
+            return None
+
     # -- stats -----------------------------------------------------------------------
     def stats(self) -> ContextStats:
         return ContextStats(self.agent.context.tokens, self.settings.context_budget, self.saved_tokens)
@@ -101,12 +116,15 @@ class ChatSession:
 
     # -- turns -------------------------------------------------------------------------
     def send(self, text: str, *, on_text: Callable[[str], None] | None = None,
-             on_step: Callable[[Step], None] | None = None, cancel: threading.Event | None = None) -> Turn:
+             on_step: Callable[[Step], None] | None = None,
+             on_related: Callable[[list[dict]], None] | None = None,
+             cancel: threading.Event | None = None) -> Turn:
         """Run one turn and save it (a cancelled turn is saved as cancelled, outside the context)."""
         with self._lock:
             if self.session is None:
                 self.session = self.log.create(session_name(text), self.settings.namespace, self.policy_name)
-            turn = self.agent.turn(text, on_text=on_text, on_step=on_step, cancel=cancel)
+            turn = self.agent.turn(text, on_text=on_text, on_step=on_step, on_related=on_related,
+                                   cancel=cancel)
             self._count_saved(turn)
             self.log.add_turn(self.session.id, user=text, answer=turn.answer, operations=turn.operations,
                               policy=self.policy_name, cancelled=turn.cancelled,

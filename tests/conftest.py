@@ -69,3 +69,33 @@ def small_policy(settings):
     policy = open_policy(settings, "smollm2-135m")
     yield policy
     policy.close()
+
+
+@pytest.fixture
+def chat_factory(embedder, settings, tmp_path):
+    """Factory of ChatSessions on a fresh store in ``tmp_path``: ``chat_factory(policy, **settings)``.
+
+    The policy may be a scripted one (deterministic control flow) or the real
+    ``small_policy``. Sessions built here are not closed by the app (their
+    session-scoped models outlive the test); the store is closed at teardown.
+    """
+    import dataclasses
+
+    from agemem_lite.agent import Agent
+    from agemem_lite.assistant import Assistant
+    from agemem_lite.chat import ChatSession
+    from agemem_lite.memory.store import MemoryStore
+
+    stores = []
+
+    def make(policy, **overrides):
+        s = dataclasses.replace(settings, data_dir=tmp_path, **overrides)
+        store = MemoryStore(tmp_path / "memory.db")
+        stores.append(store)
+        agent = Agent(policy, store, embedder, s, today="2025-01-01",
+                      demonstrations=overrides.get("guided", False))
+        return ChatSession(Assistant(agent, policy, embedder, store), s)
+
+    yield make
+    for st in stores:
+        st.close()

@@ -1,4 +1,4 @@
-"""``agemem chat`` (line REPL; the Textual app replaces it) and ``agemem ask`` (one turn)."""
+"""``agemem chat`` (the Textual app; ``--plain`` for a line REPL) and ``agemem ask`` (one turn)."""
 
 from __future__ import annotations
 
@@ -72,15 +72,61 @@ def ask(ctx, message, policy, namespace, temperature, seed, max_steps) -> None:
 
 @click.command("chat")
 @_common
+@click.option("--resume", "resume", default=None, metavar="ID|last",
+              help="Continue a saved session (its id from the session list, or 'last').")
+@click.option("--plain", is_flag=True, help="A plain line-by-line chat instead of the full-screen app "
+              "(also used when the terminal is not interactive).")
 @pass_ctx
-def chat(ctx, policy, namespace, temperature, seed, max_steps) -> None:
-    """Talk to the assistant in the terminal. /exit quits, /memories lists what it remembers.
+def chat(ctx, policy, namespace, temperature, seed, max_steps, resume, plain) -> None:
+    """Chat with the assistant and watch (and steer) what it remembers.
+
+    Opens the full-screen app: streamed replies, a memory activity pane, a
+    memory browser (F2), sessions (F3), models (F4), approval mode (F5).
+    Everything runs on this machine; no API key, no network.
 
     Example: agemem chat --namespace work
     """
+    import sys
+
     _settings_overrides(ctx, policy, namespace, temperature, seed, max_steps)
+    resume_id = _resume_id(ctx, resume)
+    if plain or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _plain_chat(ctx, resume_id)
+        return
+    from tui import run
+
+    run(ctx.settings, resume=resume_id)
+
+
+def _resume_id(ctx, resume: str | None) -> int | None:
+    """``--resume`` as a session id; 'last' is the namespace's most recent session."""
+    if resume is None:
+        return None
+    if resume == "last":
+        from ..assistant import open_store
+        from ..memory.sessions import SessionLog
+
+        with open_store(ctx.settings) as store:
+            sessions = SessionLog(store).list(ctx.settings.namespace, limit=1)
+        if not sessions:
+            raise click.BadParameter(f"no saved session in namespace {ctx.settings.namespace!r}",
+                                     param_hint="--resume")
+        return sessions[0].id
+    if not resume.isdecimal():
+        raise click.BadParameter(f"{resume!r} is not a session id or 'last'", param_hint="--resume")
+    return int(resume)
+
+
+def _plain_chat(ctx, resume_id: int | None) -> None:
+    from ..chat import ChatSession
+
     with _open(ctx) as a:
         s = ctx.settings
+        session = ChatSession(a, s)
+        if resume_id is not None:
+            for t in session.resume(resume_id):
+                click.echo(f"you> {t.user}")
+                click.echo(f"assistant> {t.answer if not t.cancelled else '(cancelled)'}")
         click.echo(f"agemem-lite · policy {s.policy} · embedder {s.embedder} · namespace {s.namespace} · "
                    f"{a.store.count(s.namespace)} memories · data {s.data_dir}")
         click.echo("Type a message. /memories lists memories, /exit quits.")
@@ -104,7 +150,7 @@ def chat(ctx, policy, namespace, temperature, seed, max_steps) -> None:
                 for r in step.results:
                     click.secho(describe(r), fg="cyan" if r["ok"] else "yellow")
 
-            turn: Turn = a.agent.turn(text, on_step=on_step)
+            turn: Turn = session.send(text, on_step=on_step)
             click.secho(f"assistant> {turn.answer or '(no answer within the step limit)'}", bold=True)
             click.secho(f"  [context {a.agent.context.tokens}/{s.context_budget} tokens]", dim=True)
 

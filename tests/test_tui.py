@@ -1,0 +1,306 @@
+"""The Textual app driven by Pilot: chat, streaming, activity pane, browser, approval, sessions.
+
+Control flow that must be deterministic (which memory operation happens) uses a
+scripted policy that streams its step piece by piece; the real SmolLM2 GGUF
+answers in the streaming test. The store and the embedder are always real.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agemem_lite.protocol import render_step
+from scripted import ScriptedPolicy
+from tui import make_app
+from tui.screens.approval import ApprovalScreen
+from tui.screens.dialogs import TextDialog
+from tui.screens.help import HelpScreen
+from tui.screens.memories import MemoryBrowser
+from tui.screens.sessions import SessionsScreen
+from tui.widgets.activity import ActivityEntry
+from tui.widgets.chat_log import MessageView
+
+pytestmark = pytest.mark.tui
+NS = "default"
+
+
+class StreamingPolicy(ScriptedPolicy):
+    """A scripted policy that streams each step in small pieces, ``delay`` seconds apart."""
+
+    def __init__(self, script, delay: float = 0.0):
+        super().__init__(script)
+        self.delay = delay
+
+    def step(self, messages, *, allow_tools=True, on_text=None):
+        def slow(text):
+            for i in range(0, len(text), 4):
+                if self.delay:
+                    time.sleep(self.delay)
+                on_text(text[i:i + 4])
+        return super().step(messages, allow_tools=allow_tools, on_text=slow if on_text else None)
+
+
+def add(content: str) -> str:
+    return render_step("Kind: new fact.", calls=[{"name": "Add_memory", "arguments": {"content": content}}])
+
+
+def answer(text: str) -> str:
+    return render_step("Kind: chat.", answer=text)
+
+
+async def send(pilot, text: str, timeout: float = 120.0) -> None:
+    """Type a message, press Enter, wait until the reply is finished."""
+    app = pilot.app
+    await pilot.click("#prompt")
+    await pilot.press(*text)
+    await pilot.press("enter")
+    deadline = time.monotonic() + timeout
+    await pilot.pause(0.05)
+    while app.chat_screen.busy and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+    assert not app.chat_screen.busy, "the reply did not finish in time"
+
+
+def views(app) -> list[tuple[str, str]]:
+    return [(v.role, v.text) for v in app.chat_screen.query(MessageView)]
+
+
+def activity(app) -> list[dict]:
+    return [e.result for e in app.chat_screen.query(ActivityEntry) if e.result]
+
+
+async def test_sent_message_gets_the_real_models_streamed_answer(small_policy, chat_factory):
+    """SmolLM2 answers; the reply pane ends with exactly the answer the session saved."""
+    chat = chat_factory(small_policy, guided=True, max_steps_per_turn=2)
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "Hello!")
+        [t] = chat.transcript()
+        assert views(app)[0] == ("user", "Hello!")
+        role, text = views(app)[1]
+        assert role == "assistant" and text == t.answer and text.strip()
+
+
+async def test_reply_streams_in_pieces_before_the_turn_ends(chat_factory):
+    """The reply grows while the model writes (batched flushes), before the turn is done."""
+    chat = chat_factory(StreamingPolicy([answer("one two three four five six seven eight nine ten " * 3)],
+                                        delay=0.02))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"hi", "enter")
+        partial = ""
+        for _ in range(200):
+            await pilot.pause(0.05)
+            partial = views(app)[-1][1]
+            if partial:
+                break
+        assert app.chat_screen.busy and partial and len(partial) < 150
+        while app.chat_screen.busy:
+            await pilot.pause(0.05)
+        assert views(app)[-1][1].startswith("one two three")
+
+
+async def test_memory_operation_appears_in_the_activity_pane_and_the_browser(chat_factory):
+    """An Add shows in the activity pane as it happens and is listed by the memory browser."""
+    chat = chat_factory(StreamingPolicy([add("Tom is my cat."), answer("Noted.")]))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "My cat is called Tom.")
+        [op] = activity(app)
+        assert op["name"] == "Add_memory" and op["data"]["memory"]["content"] == "Tom is my cat."
+        await pilot.press("f2")
+        await pilot.pause(0.2)
+        browser = app.screen
+        assert isinstance(browser, MemoryBrowser)
+        table = browser.query_one("#memory-table")
+        assert table.row_count == 1 and "Tom is my cat." in str(table.get_row_at(0))
+
+
+async def test_editing_then_undoing_a_memory_in_the_browser(chat_factory, embedder):
+    """Edit rewrites the memory (new embedding); undo on it restores the old text."""
+    chat = chat_factory(ScriptedPolicy([]))
+    m = chat.store.add(NS, "I live in Lyon.", embedder.embed_one("I live in Lyon."))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f2")
+        await pilot.pause(0.2)
+        await pilot.press("e")
+        await pilot.pause(0.1)
+        dialog = app.screen
+        assert isinstance(dialog, TextDialog)
+        dialog.query_one("#dialog-text").load_text("I live in Porto.")
+        await pilot.click("#save")
+        await pilot.pause(0.2)
+        assert chat.store.get(NS, m.id).content == "I live in Porto."
+        assert chat.store.search(NS, "Porto", embedder.embed_one("Porto"), top_k=1)[0].memory.id == m.id
+        await pilot.press("u")
+        await pilot.pause(0.2)
+        assert chat.store.get(NS, m.id).content == "I live in Lyon."
+        ops = [h.op for h in chat.store.history(NS, m.id)]
+        assert ops == ["undo", "update", "add"]
+
+
+async def test_deleting_a_memory_in_the_browser_asks_first(chat_factory, embedder):
+    """d asks for confirmation; 'n' keeps the memory, 'y' deletes it."""
+    chat = chat_factory(ScriptedPolicy([]))
+    m = chat.store.add(NS, "Old phone number 555-0101.", embedder.embed_one("phone"))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f2")
+        await pilot.pause(0.2)
+        await pilot.press("d", "n")
+        await pilot.pause(0.1)
+        assert chat.store.count(NS) == 1
+        await pilot.press("d", "y")
+        await pilot.pause(0.2)
+        assert chat.store.count(NS) == 0
+        assert app.screen.query_one("#memory-table").row_count == 0
+        assert m.id in [h.memory_id for h in chat.store.history(NS)]
+
+
+async def test_approval_mode_rejecting_an_add_stores_nothing(chat_factory):
+    """F5 turns on approval; rejecting the proposed Add leaves the store empty."""
+    chat = chat_factory(StreamingPolicy([add("Tom is my cat."), answer("Okay, I won't.")]))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        assert chat.approval_mode == "ask"
+        await pilot.click("#prompt")
+        await pilot.press(*"My cat is Tom.", "enter")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, ApprovalScreen):
+                break
+        assert isinstance(app.screen, ApprovalScreen)
+        await pilot.press("n")
+        while app.chat_screen.busy:
+            await pilot.pause(0.05)
+        assert chat.store.count(NS) == 0
+        [op] = activity(app)
+        assert not op["ok"] and "rejected" in op["text"]
+        assert views(app)[-1] == ("assistant", "Okay, I won't.")
+
+
+async def test_approval_mode_edit_stores_the_users_text(chat_factory):
+    """Editing in the approval dialog stores the user's version."""
+    chat = chat_factory(StreamingPolicy([add("Tom is my cat."), answer("Noted.")]))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        await pilot.click("#prompt")
+        await pilot.press(*"My cat is Tom.", "enter")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, ApprovalScreen):
+                break
+        app.screen.query_one("#approval-edit").load_text("Tom is my grey cat.")
+        await pilot.click("#edit")
+        while app.chat_screen.busy:
+            await pilot.pause(0.05)
+        assert [m.content for m in chat.store.list(NS)] == ["Tom is my grey cat."]
+
+
+async def test_switching_sessions_restores_the_transcript_and_context(chat_factory):
+    """Ctrl+N starts a new session; F3 + Enter on the older one brings its messages back."""
+    chat = chat_factory(StreamingPolicy([answer("First reply."), answer("Second reply.")]))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "first session message")
+        first = chat.session.id
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        assert views(app) == [] and chat.session is None
+        await send(pilot, "second session message")
+        assert chat.session.id != first
+        await pilot.press("f3")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, SessionsScreen)
+        await pilot.press("down", "enter")      # newest first: the second row is the first session
+        await pilot.pause(0.2)
+        assert chat.session.id == first
+        assert views(app) == [("user", "first session message"), ("assistant", "First reply.")]
+        users = [m["content"] for m in chat.agent.conversation() if m["role"] == "user"]
+        assert len(users) == 1 and users[0].endswith("first session message")
+
+
+async def test_escape_cancels_a_reply_and_keeps_the_context_clean(chat_factory):
+    """Esc while streaming stops the turn: marked cancelled, nothing left in the context."""
+    chat = chat_factory(StreamingPolicy([answer("word " * 200)], delay=0.02))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"tell me a long story", "enter")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if views(app)[-1][1]:
+                break
+        await pilot.press("escape")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if not app.chat_screen.busy:
+                break
+        assert not app.chat_screen.busy
+        [t] = chat.transcript()
+        assert t.cancelled
+        assert chat.agent.conversation() == []
+        assert "cancelled" in app.chat_screen.query(MessageView).last()._markdown
+
+
+async def test_regenerate_replaces_the_reply_and_undoes_its_memory(chat_factory):
+    """Ctrl+R: the old reply's Add is undone and the new reply takes its place."""
+    chat = chat_factory(StreamingPolicy([add("Cat: Tom."), answer("Stored Tom."),
+                                         add("Tom is my cat."), answer("Stored again.")]))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "My cat is Tom.")
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.1)
+        while app.chat_screen.busy:
+            await pilot.pause(0.05)
+        assert views(app) == [("user", "My cat is Tom."), ("assistant", "Stored again.")]
+        assert [m.content for m in chat.store.list(NS)] == ["Tom is my cat."]
+
+
+async def test_help_and_command_palette_open(chat_factory):
+    """F1 shows the key bindings; Ctrl+P opens the command palette with our commands."""
+    chat = chat_factory(ScriptedPolicy([]))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        from textual.command import CommandPalette
+        assert isinstance(app.screen, CommandPalette)
+        titles = [c.title for c in app.get_system_commands(app.chat_screen)]
+        assert {"Sessions", "Memories", "Switch model", "Toggle approval mode"} <= set(titles)
+
+
+async def test_a_missing_model_is_a_readable_message_in_the_app(settings, tmp_path):
+    """A policy whose files are absent: one line in the chat pane, the app keeps running."""
+    import dataclasses
+
+    bad = dataclasses.replace(settings, data_dir=tmp_path, policy="qwen2.5-coder-1.5b")
+    (tmp_path / "models").mkdir()
+    emb = settings.models_dir / "all-MiniLM-L6-v2.f16.gguf"
+    if emb.exists():   # reuse the session's converted embedder instead of converting again
+        (tmp_path / "models" / emb.name).symlink_to(emb)
+    app = make_app(bad)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(600):
+            await pilot.pause(0.1)
+            if app.load_error:
+                break
+        assert app.load_error and "\n" not in app.load_error
+        assert app.chat is None
+        notices = [str(n.render()) for n in app.chat_screen.query(".notice")]
+        assert any("Could not start the assistant" in n for n in notices)
+        await pilot.click("#prompt")
+        await pilot.press(*"hi", "enter")   # refused with a notice, no crash
+        await pilot.pause(0.1)

@@ -1,0 +1,1 @@
+"""Widgets of the agemem-lite app (each with its Message classes nested inside it)."""
