@@ -1,10 +1,15 @@
 """One user turn: policy -> protocol -> tools -> store/stm (SPEC §1-§4).
 
 ``Agent.turn`` shows the user message with the memories the environment
-retrieved for it (SPEC §4, stage 1 behaviour; ``auto_retrieve_k``), then runs
-steps until the policy writes ``<answer>`` or the step limit is reached. The
-last allowed step is decoded with an answer-only grammar, so a turn always ends
-with a reply. Every step becomes a ``records.Step``.
+retrieved for it (SPEC §4, stage 1 behaviour; ``auto_retrieve_k``;
+``show_related=False`` shows the bare message), then runs steps until the policy
+writes ``<answer>`` or the step limit is reached. The last allowed step is
+decoded with an answer-only grammar, so a turn always ends with a reply. Every
+step becomes a ``records.Step``.
+
+``Agent(tools=...)`` offers a subset of the six tools (the method variants of
+``baselines.METHODS``): only those are listed in the system prompt and
+``dispatch`` refuses the others; with ``tools=()`` every step is answer-only.
 
 Context layout: system prompt, demonstration turns (prompted policies only),
 then the conversation. The first two never change, so llama.cpp reuses their KV
@@ -19,13 +24,13 @@ import datetime as _dt
 import re
 import threading
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import prompts
 from .config import Settings
 from .memory.stm import Context
 from .memory.store import MemoryStore
-from .memory.tools import ToolEnv, ToolResult, dispatch, grammar_schemas
+from .memory.tools import TOOLS, ToolEnv, ToolResult, dispatch, grammar_schemas
 from .protocol import ToolCall, parse_step
 from .records import Step, Turn
 
@@ -41,7 +46,17 @@ class Agent:
 
     def __init__(self, policy, store: MemoryStore, embedder, settings: Settings, *,
                  today: str | None = None, demonstrations: bool = True,
-                 approve: Callable[[ToolCall], bool] | None = None):
+                 approve: Callable[[ToolCall], bool] | None = None,
+                 tools: Sequence[str] | None = None):
+        """``tools``: the tools the policy may call (None = all six, ``()`` = answer only)."""
+        if isinstance(tools, str):
+            raise TypeError(f"tools={tools!r}: pass a sequence of tool names, e.g. ({tools!r},)")
+        unknown = [] if tools is None else [t for t in tools if t not in TOOLS]
+        if unknown:
+            raise ValueError(f"tools: unknown tool(s) {', '.join(map(repr, unknown))}; "
+                             f"choose from {', '.join(TOOLS)}")
+        # TOOLS order, so the system prompt does not depend on how the subset was written
+        self.tools = tuple(TOOLS) if tools is None else tuple(t for t in TOOLS if t in tools)
         self.policy = policy
         self.store = store
         self.embedder = embedder
@@ -49,14 +64,14 @@ class Agent:
         self.today = today or _dt.date.today().isoformat()
         self.context = Context(policy.count_tokens, settings.context_budget)
         self.context.append("system", prompts.render_system(
-            today=self.today, budget=settings.context_budget, tool_schemas=grammar_schemas()))
+            today=self.today, budget=settings.context_budget, tool_schemas=grammar_schemas(self.tools)))
         if demonstrations:
             for m in prompts.render_demonstrations():
                 self.context.append(m["role"], m["content"], kind="demo")
         self.env = ToolEnv(store=store, embed=embedder.embed_one, namespace=settings.namespace,
                            context=self.context, summarise=self._write_summary,
                            filter_threshold=settings.filter_threshold, default_top_k=settings.top_k,
-                           approve=approve)
+                           approve=approve, allowed=None if tools is None else frozenset(self.tools))
         self.turns: list[Turn] = []
 
     def warm(self, cache_dir=None) -> dict:
@@ -83,8 +98,12 @@ class Agent:
     def turn(self, user_text: str, *, on_text: Callable[[str], None] | None = None,
              on_step: Callable[[Step], None] | None = None,
              on_related: Callable[[list[dict]], None] | None = None,
-             cancel: threading.Event | None = None) -> Turn:
+             cancel: threading.Event | None = None, show_related: bool = True) -> Turn:
         """Run one user turn to its answer. Never raises for anything the model writes.
+
+        ``show_related=False``: no environment retrieval for this turn; the user
+        message goes in bare, without the related-memories header, and
+        ``on_related`` is not called.
 
         When ``cancel`` is set (checked at every streamed piece and between
         steps) the turn stops, its messages leave the context as if it had not
@@ -96,12 +115,12 @@ class Agent:
             raise ValueError("the user message is empty")
         mark = len(self.context.messages)
         seen_before = set(self.env.seen_ids)
-        related = self.related_memories(user_text)
+        related = self.related_memories(user_text) if show_related else []
         for r in related:
             self.env.seen_ids.add(r["id"])
-        if on_related:
+        if on_related and show_related:
             on_related(related)
-        shown = prompts.render_related([(r["id"], r["content"]) for r in related])
+        shown = prompts.render_related([(r["id"], r["content"]) for r in related]) if show_related else None
         self.context.append("user", prompts.render_user_turn(user_text.strip(), shown), kind="turn")
         turn = Turn(user=user_text, related=related)
         if cancel is not None:
@@ -117,7 +136,7 @@ class Agent:
             for i in range(limit):
                 if cancel is not None and cancel.is_set():
                     raise TurnCancelled
-                step = self._step(i, allow_tools=i < limit - 1, on_text=on_text)
+                step = self._step(i, allow_tools=bool(self.tools) and i < limit - 1, on_text=on_text)
                 turn.steps.append(step)
                 if on_step:
                     on_step(step)

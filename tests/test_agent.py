@@ -31,10 +31,11 @@ def answer_step(text: str, think: str = "reply") -> str:
 
 @pytest.fixture
 def make_agent(store, embedder, settings):
-    def make(script, *, demonstrations=False, **overrides):
+    def make(script, *, demonstrations=False, tools=None, **overrides):
         s = dataclasses.replace(settings, **overrides)
         policy = ScriptedPolicy(script)
-        return Agent(policy, store, embedder, s, today="2025-01-01", demonstrations=demonstrations), policy
+        return Agent(policy, store, embedder, s, today="2025-01-01", demonstrations=demonstrations,
+                     tools=tools), policy
 
     return make
 
@@ -194,6 +195,64 @@ def test_retrieve_memory_results_enter_the_context(make_agent, store, embedder):
     agent.turn("How old is Tom?")
     assert policy.calls[1][0][-1] == {"role": "tool", "content": f"Retrieve_memory: \n[{mid}] {text}"}
     assert mid in agent.env.seen_ids
+
+
+def test_show_related_off_sends_the_bare_message_and_retrieves_nothing(make_agent, store, embedder):
+    text = "The user's sister Anna was born on March 3rd."
+    store.add(NS, text, embedder.embed_one(text))
+    agent, policy = make_agent([answer_step("ok")])
+    seen = []
+    turn = agent.turn("  When was Anna born?  ", on_related=seen.append, show_related=False)
+    assert policy.calls[0][0][-1] == {"role": "user", "content": "When was Anna born?"}
+    assert turn.related == [] and agent.env.seen_ids == set() and seen == []
+
+
+def test_rewind_returns_the_user_text_with_or_without_the_related_header(make_agent, store, embedder):
+    text = "The user's sister Anna was born on March 3rd."
+    store.add(NS, text, embedder.embed_one(text))
+    agent, _ = make_agent([answer_step("ok")] * 3)
+    agent.turn("When was Anna born?")
+    agent.turn("Hello", show_related=False)
+    agent.turn("Two lines:\n\nUser: quoted", show_related=False)
+    assert prompts.RELATED_HEADER in [m for m in agent.context.messages if m.role == "user"][0].content
+    assert agent.rewind_last_turn() == "Two lines:\n\nUser: quoted"
+    assert agent.rewind_last_turn() == "Hello"
+    assert agent.rewind_last_turn() == "When was Anna born?"
+    assert agent.rewind_last_turn() is None and agent.turns == []
+
+
+# -- tool subsets ------------------------------------------------------------------------------
+
+def test_tool_subset_is_all_the_system_prompt_lists_and_others_are_refused(make_agent, store):
+    script = [call_step("Summary_context", span="all"), call_step("Add_memory", content="Tom is four."),
+              answer_step("ok")]
+    agent, policy = make_agent(script, tools=["Retrieve_memory", "Add_memory"])
+    turn = agent.turn("My cat Tom is four.")
+    listed = policy.calls[0][0][0]["content"].split("Tools:")[-1]
+    assert [line.split("(")[0] for line in listed.strip().splitlines()] == \
+        ["- Add_memory", "- Retrieve_memory"]             # TOOLS order, whatever order was given
+    assert [r["ok"] for s in turn.steps for r in s.results] == [False, True]
+    assert turn.steps[0].results[0]["text"] == \
+        "Summary_context is not available here; tools: Add_memory, Retrieve_memory"
+    assert policy.summaries == [] and store.count(NS) == 1
+    assert [allow for _, allow in policy.calls] == [True, True, True]
+
+
+def test_answer_only_agent_decodes_every_step_without_tools(make_agent, store):
+    agent, policy = make_agent([call_step("Add_memory", content="Tom is four."), answer_step("Noted.")],
+                               tools=())
+    turn = agent.turn("My cat Tom is four.")
+    assert [allow for _, allow in policy.calls] == [False, False]
+    assert turn.steps[0].results[0]["ok"] is False and store.count(NS) == 0
+    assert turn.answer == "Noted."
+    assert policy.calls[0][0][0]["content"].split("Tools:")[-1].strip() == ""
+
+
+def test_unknown_tool_names_are_refused_when_the_agent_is_made(make_agent):
+    with pytest.raises(ValueError, match="'Forget_memory'.*Add_memory"):
+        make_agent([], tools=["Add_memory", "Forget_memory"])
+    with pytest.raises(TypeError, match="sequence of tool names"):
+        make_agent([], tools="Add_memory")
 
 
 # -- context management through the loop ----------------------------------------------------

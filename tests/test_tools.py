@@ -393,6 +393,39 @@ def test_non_object_arguments_return_error_to_model(env):
     assert snapshot(env) == before
 
 
+def test_tool_outside_the_allowed_set_is_refused_before_it_runs(store, embedder):
+    asked = []
+    env = make_env(store, embedder, allowed=frozenset({"Retrieve_memory"}),
+                   approve=lambda c: asked.append(c) or True)
+    assert_rejected(env, "Add_memory", {"content": "The user likes tea."},
+                    "Add_memory is not available here; tools: Retrieve_memory")
+    assert_rejected(env, "Summary_context", {"span": "all"}, "Summary_context is not available here")
+    assert asked == [] and store.count(NS) == 0
+    assert call(env, "Retrieve_memory", query="tea").ok
+
+
+def test_tool_refused_for_being_off_even_with_invalid_arguments(store, embedder):
+    env = make_env(store, embedder, allowed=frozenset({"Add_memory"}))
+    assert_rejected(env, "Delete_memory", ["not", "an", "object"], "Delete_memory is not available here")
+
+
+def test_with_no_allowed_tools_every_call_is_refused_and_the_model_is_told_to_answer(store, embedder):
+    env = make_env(store, embedder, allowed=frozenset())
+    for name in TOOLS:
+        assert_rejected(env, name, {"query": "x"}, f"{name} is not available here", "write an <answer>")
+
+
+def test_unknown_tool_lists_only_the_allowed_tools(store, embedder):
+    env = make_env(store, embedder, allowed=frozenset({"Add_memory", "Retrieve_memory"}))
+    r = assert_rejected(env, "Forget_everything", {}, "tools: Add_memory, Retrieve_memory")
+    assert "Delete_memory" not in r.text
+
+
+def test_schemas_of_an_empty_tool_list_are_empty():
+    assert tool_schemas([]) == [] and grammar_schemas(()) == []
+    assert [s["name"] for s in grammar_schemas(["Retrieve_memory"])] == ["Retrieve_memory"]
+
+
 def test_results_serialise_for_traces(env):
     d = call(env, "Add_memory", content="x").to_dict()
     assert set(d) == {"name", "ok", "text", "data"} and d["ok"] is True

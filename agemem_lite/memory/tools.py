@@ -12,12 +12,16 @@ Decisions where the paper is silent (SPEC §2):
   earlier retrieval"; this also stops invented ids such as "sister_birthday".
 - ``confirmation`` accepts the paper's case-study alias ``"confirmed"``; ``span``
   accepts ``"full"`` as an alias of ``"all"``.
+
+``ToolEnv.allowed`` narrows the six to a subset (the method variants of
+``baselines.METHODS``): ``dispatch`` refuses any other tool with an error result,
+before the tool runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -46,6 +50,8 @@ class ToolEnv:
     seen_ids: set[str] = field(default_factory=set)
     #: optional gate for LTM writes (the TUI's approval mode): returns False to reject
     approve: Callable[[ToolCall], bool] | None = None
+    #: the tools the model may call here (None = all six); others get an error result
+    allowed: frozenset[str] | None = None
 
 
 @dataclass
@@ -288,13 +294,15 @@ TOOLS: dict[str, tuple[Callable[[ToolEnv, dict], ToolResult], dict]] = {
 LTM_WRITES = frozenset({"Add_memory", "Update_memory", "Delete_memory"})
 
 
-def tool_schemas(names: list[str] | None = None) -> list[dict]:
-    """OpenAI-style ``{"name", "description", "parameters"}`` dicts for the prompt and grammar."""
+def tool_schemas(names: Sequence[str] | None = None) -> list[dict]:
+    """OpenAI-style ``{"name", "description", "parameters"}`` dicts for the prompt and grammar.
+
+    ``names=None`` gives all six; an empty sequence gives none."""
     return [{"name": n, "description": prompts.TOOL_DESCRIPTIONS[n], "parameters": TOOLS[n][1]}
-            for n in (names or TOOLS)]
+            for n in (TOOLS if names is None else names)]
 
 
-def grammar_schemas(names: list[str] | None = None) -> list[dict]:
+def grammar_schemas(names: Sequence[str] | None = None) -> list[dict]:
     """Schemas for the decoding grammar: free-form ``metadata`` objects left out, because a
     0.5B model fills them with noise; the tools still accept them from other callers."""
     out = []
@@ -309,10 +317,14 @@ def grammar_schemas(names: list[str] | None = None) -> list[dict]:
 def dispatch(env: ToolEnv, call: ToolCall) -> ToolResult:
     """Run one call. Any invalid call becomes an error result; the store is left unchanged."""
     name = call.name
+    available = [n for n in TOOLS if env.allowed is None or n in env.allowed]
+    listed = ", ".join(available) or "none, write an <answer>"
     if name not in TOOLS:
-        close = [n for n in TOOLS if n.lower() == name.lower().replace(" ", "_")]
+        close = [n for n in available if n.lower() == name.lower().replace(" ", "_")]
         hint = f"did you mean {close[0]}? " if close else ""
-        return ToolResult(name, False, f"unknown tool '{name}'; {hint}tools: {', '.join(TOOLS)}")
+        return ToolResult(name, False, f"unknown tool '{name}'; {hint}tools: {listed}")
+    if name not in available:
+        return ToolResult(name, False, f"{name} is not available here; tools: {listed}")
     fn, _ = TOOLS[name]
     if not isinstance(call.arguments, dict):
         return ToolResult(name, False, '"arguments" must be a JSON object')
