@@ -15,6 +15,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import get_current_worker
 
 from agemem_lite.chat import ChatSession, open_chat
 from agemem_lite.config import Settings
@@ -25,6 +26,10 @@ from .screens.help import HelpScreen
 from .screens.memories import MemoryBrowser
 from .screens.models import ModelsScreen
 from .screens.sessions import SessionsScreen
+
+
+class _Abandoned(Exception):
+    """The app closed while the models were being prepared."""
 
 
 class AgememApp(App):
@@ -67,13 +72,22 @@ class AgememApp(App):
     @work(thread=True, exclusive=True, group="load")
     def load_assistant(self) -> None:
         """Worker: assemble/verify/load the models and open the database (first run: minutes)."""
+        worker = get_current_worker()
+
         def progress(done: int, total: int | None) -> None:
+            if worker.is_cancelled:     # the user quit: stop (model files are written atomically)
+                raise _Abandoned
             self.call_from_thread(self.chat_screen.show_progress, "Preparing models (first run only)…",
                                   done, total)
         try:
             chat = open_chat(self.settings, progress=progress)
+        except _Abandoned:
+            return
         except Exception as e:
             self.call_from_thread(self._load_failed, e)
+            return
+        if worker.is_cancelled:
+            chat.close()
             return
         self.call_from_thread(self._loaded, chat)
 
@@ -235,12 +249,17 @@ class AgememApp(App):
         self.notify(f"Transcript written to {path}")
 
     def on_unmount(self) -> None:
-        """Stop a reply being written, then release models and database."""
+        """Stop a reply being written (the models are released by ``run`` once the loop is gone,
+        so a worker finishing its last callback can never deadlock against the close)."""
         for s in self.screen_stack:
             if isinstance(s, ChatScreen):
                 s.action_cancel()
+
+    def close_chat(self) -> None:
+        """Release models and database if this app opened them."""
         if self._owns_chat and self.chat is not None:
             self.chat.close()
+            self.chat = None
 
 
 def make_app(settings: Settings, chat: ChatSession | None = None, *, resume: int | None = None) -> AgememApp:
@@ -252,4 +271,8 @@ def run(settings: Settings, *, resume: int | None = None) -> None:
     """Run the app in this terminal (``agemem chat``)."""
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise AgememError("agemem chat needs an interactive terminal; use 'agemem ask \"...\"' in scripts")
-    make_app(settings, resume=resume).run()
+    app = make_app(settings, resume=resume)
+    try:
+        app.run()
+    finally:
+        app.close_chat()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from textual import on, work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -97,7 +98,11 @@ class ChatScreen(Screen):
         self.sub_title = "writing… (Esc cancels)"
 
     def _on_text(self, splitter: StepStream):
+        worker, cancel = get_current_worker(), self._cancel
+
         def on_text(piece: str) -> None:
+            if worker.is_cancelled and cancel is not None:
+                cancel.set()          # the app is closing: stop generating
             out = [t for ch, t in splitter.feed(piece) if ch == "answer"]
             if out:
                 with self._lock:
@@ -248,9 +253,12 @@ class ChatScreen(Screen):
             self.app.push_screen(ApprovalScreen(call, before),
                                  callback=lambda verdict: (box.update(v=verdict), done.set()))
 
+        worker = get_current_worker()
         self.app.call_from_thread(open_dialog)
         while not done.wait(0.1):
-            if cancel_event is not None and cancel_event.is_set():
-                self.app.call_from_thread(self.app.pop_screen)
+            # Only a closing app gets here (Esc inside the dialog means reject).
+            if worker.is_cancelled or (cancel_event is not None and cancel_event.is_set()):
+                if cancel_event is not None:
+                    cancel_event.set()
                 return False
         return box.get("v", False)
