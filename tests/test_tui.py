@@ -304,3 +304,107 @@ async def test_a_missing_model_is_a_readable_message_in_the_app(settings, tmp_pa
         await pilot.click("#prompt")
         await pilot.press(*"hi", "enter")   # refused with a notice, no crash
         await pilot.pause(0.1)
+
+
+async def test_input_history_and_multiline_entry(chat_factory):
+    """Up recalls the previous message; Ctrl+J inserts a newline instead of sending."""
+    chat = chat_factory(StreamingPolicy([answer("One."), answer("Two.")]))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "first line")
+        box = app.chat_screen.query_one("#prompt")
+        await pilot.press("up")
+        assert box.text == "first line"
+        await pilot.press("down")
+        assert box.text == ""
+        await pilot.press(*"a", "ctrl+j", *"b")
+        assert box.text == "a\nb" and not app.chat_screen.busy
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        while app.chat_screen.busy:
+            await pilot.pause(0.05)
+        assert views(app)[-2] == ("user", "a\nb")
+
+
+async def test_browser_filters_by_type_and_exports_markdown(chat_factory, embedder):
+    """The type filter narrows the table; x writes every memory to exports/ as Markdown (0600)."""
+    chat = chat_factory(ScriptedPolicy([]))
+    chat.store.add(NS, "I prefer green tea.", embedder.embed_one("tea"), memory_type="preference")
+    chat.store.add(NS, "Dentist on Friday.", embedder.embed_one("dentist"), memory_type="event")
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f2")
+        await pilot.pause(0.2)
+        browser = app.screen
+        browser.query_one("#type").value = "event"
+        await pilot.pause(0.2)
+        table = browser.query_one("#memory-table")
+        assert table.row_count == 1 and "Dentist" in str(table.get_row_at(0))
+        await pilot.press("x")
+        await pilot.pause(0.2)
+        out = chat.settings.data_dir / "exports" / f"memories-{NS}.md"
+        text = out.read_text()
+        assert "Dentist on Friday." in text and "green tea" in text
+        assert out.stat().st_mode & 0o777 == 0o600
+
+
+async def test_model_switcher_loads_another_policy_and_keeps_the_conversation(chat_factory, settings):
+    """F4 lists registry policies; choosing SmolLM2 loads it and the conversation carries over."""
+    chat = chat_factory(StreamingPolicy([answer("Hi.")]))
+    models = chat.settings.data_dir / "models"
+    models.mkdir(exist_ok=True)
+    for f in settings.models_dir.iterdir():       # the session's resolved files, no second copy
+        if not (models / f.name).exists():
+            (models / f.name).symlink_to(f)
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "hello")
+        before = [(m["role"], m["content"]) for m in chat.agent.conversation()]
+        await pilot.press("f4")
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#model-table")
+        names = [table.get_row_at(i)[0].lstrip("● ") for i in range(table.row_count)]
+        assert "qwen2.5-coder-0.5b" in names and "smollm2-135m" in names
+        table.move_cursor(row=names.index("smollm2-135m"))
+        await pilot.press("enter")
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if chat.policy_name == "smollm2-135m":
+                break
+        assert chat.policy_name == "smollm2-135m"
+        # same messages; token counts are redone with the new model's tokenizer
+        assert [(m["role"], m["content"]) for m in chat.agent.conversation()] == before
+        await pilot.pause(0.2)
+        assert "smollm2-135m" in app.title
+    chat.assistant.policy.close()
+
+
+async def test_first_run_prepares_the_model_with_progress_then_starts(settings, tmp_path, monkeypatch):
+    """No model file yet: the app shows preparation progress, assembles it, and becomes ready."""
+    import dataclasses
+
+    from tui.screens.chat import ChatScreen
+
+    fresh = dataclasses.replace(settings, data_dir=tmp_path)
+    (tmp_path / "models").mkdir()
+    emb = settings.models_dir / "all-MiniLM-L6-v2.f16.gguf"
+    (tmp_path / "models" / emb.name).symlink_to(emb)        # only the policy is missing
+    shown = []
+    original = ChatScreen.show_progress
+    monkeypatch.setattr(ChatScreen, "show_progress",
+                        lambda self, label, done, total: (shown.append((label, done, total)),
+                                                          original(self, label, done, total)))
+    app = make_app(fresh)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            for _ in range(1200):
+                await pilot.pause(0.1)
+                if app.chat is not None or app.load_error:
+                    break
+            assert app.load_error is None and app.chat is not None
+            assert any("first run" in label and total for label, _, total in shown)
+            from agemem_lite.model_files import get_spec
+            assert (tmp_path / "models" / get_spec(fresh, "smollm2-135m").filename).is_file()
+            assert not app.chat_screen.query_one("#loading").display
+    finally:
+        app.close_chat()
