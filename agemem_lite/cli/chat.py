@@ -5,26 +5,19 @@ from __future__ import annotations
 import click
 
 from ..assistant import open_assistant
+from ..memory.sessions import describe_operation
 from ..records import Step, Turn
 from . import pass_ctx
 from .models import _progress_bar
 
 
+_MARK = {"Add_memory": "+", "Update_memory": "~", "Delete_memory": "-", "Retrieve_memory": "?"}
+
+
 def describe(result: dict) -> str:
     """One line for a tool result, as the user should see it."""
-    name, data = result["name"], result.get("data") or {}
-    if not result["ok"]:
-        return f"  ! {name}: {result['text']}"
-    if name == "Add_memory":
-        return f"  + {data['memory']['id']} stored: {data['memory']['content']}"
-    if name == "Update_memory":
-        return f"  ~ {data['memory']['id']} updated: {data['before']['content']}  ->  {data['memory']['content']}"
-    if name == "Delete_memory":
-        return f"  - {data['memory']['id']} deleted: {data['memory']['content']}"
-    if name == "Retrieve_memory":
-        hits = ", ".join(f"{h['memory']['id']} ({(h['similarity'] or 0):.2f})" for h in data.get("hits", []))
-        return f"  ? retrieved for {data.get('query')!r}: {hits or 'nothing'}"
-    return f"  * {name}: {result['text']}"
+    mark = "!" if not result["ok"] else _MARK.get(result["name"], "*")
+    return f"  {mark} {describe_operation(result)}"
 
 
 def _settings_overrides(ctx, policy, namespace, temperature, seed, max_steps) -> None:
