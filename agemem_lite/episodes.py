@@ -156,6 +156,23 @@ class EpisodeTask:
                    gold_facts=item.gold_sentences(), key_items=list(item.gold_titles), source="hotpotqa",
                    metadata={"type": item.type, "level": item.level})
 
+    @classmethod
+    def from_longmemeval(cls, item) -> "EpisodeTask":
+        """A ``eval.longmemeval.LongMemItem`` as an episode task.
+
+        - question: ``item.query()`` ("[question date] question": temporal questions count from it).
+        - information: ``item.information_turns()`` (the has_answer turns, "[date] role: content").
+        - distractors: ``item.distractor_turns()`` (the filler sessions' user turns).
+        - gold_facts: ``item.gold_sentences()``; no key_items (R_preservation is 1.0).
+        """
+        meta = {"type": item.kind, "question_date": item.question_date}
+        if item.old_answer is not None:
+            meta["old_answer"] = item.old_answer
+        return cls(id=item.question_id, question=item.query(), answers=[str(item.answer)],
+                   information=item.information_turns(), distractors=item.distractor_turns(),
+                   gold_facts=[s for s in item.gold_sentences() if s.strip()], source="longmemeval",
+                   metadata=meta)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

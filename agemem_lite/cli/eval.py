@@ -1,0 +1,111 @@
+"""``agemem eval``: run the SPEC §7 evaluation and write its report (thin over ``eval.harness``)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import click
+
+from ..assistant import open_policy
+from ..baselines import METHODS
+from ..embed import load_embedder
+from ..episodes import EpisodeConfig
+from ..errors import ConfigError
+from ..eval import harness, report
+from ..eval.judges import LLMJudge
+from ..model_files import get_spec
+from . import pass_ctx
+from .models import _progress_bar
+
+
+@contextlib.contextmanager
+def _episode_bar(label: str) -> Iterator[harness.Progress]:
+    """A rich progress bar over episodes on stderr, fed by ``progress(done, total, what)``.
+
+    Only on a terminal: piped or captured stderr stays clean for scripts.
+    """
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda done, total, what: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Bar(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"{label} {what}")
+
+        yield update
+
+
+def _check_policy(settings, name: str) -> None:
+    if get_spec(settings, name).role != "policy":
+        raise ConfigError(f"model {name!r} is an embedder, not a policy")
+
+
+@click.command("eval")
+@click.option("--bench", "benches", default="hotpot", show_default=True,
+              help="Comma-separated benchmarks: hotpot, longmemeval (generated offline), or NAME:PATH for an "
+                   "official file (hotpot:PATH, longmemeval:PATH, locomo:PATH).")
+@click.option("--methods", default=None, help="Comma-separated methods. Default: all of " + ", ".join(METHODS) + ".")
+@click.option("--policy", "-m", default=None,
+              help="Policy model name (see `agemem models list`). Default: from settings.")
+@click.option("--n", "n", type=click.IntRange(1), default=10, show_default=True, help="Tasks per benchmark.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the tasks, the episodes and the policy's sampling.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (rerun to continue it). Default: <data dir>/eval/<policy>-seed<seed>.")
+@click.option("--judge", default=None, metavar="llm:NAME",
+              help="Also judge answers with a local model (yes/no), e.g. llm:qwen2.5-coder-0.5b. Off by default.")
+@click.option("--max-steps", type=click.IntRange(1, 50), default=None, help="Step limit per turn (default 6).")
+@click.option("--n-max", type=click.IntRange(1, 100), default=None, help="N_max: most turns per stage (default 8).")
+@pass_ctx
+def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_max) -> None:
+    """Run three-stage episodes per benchmark and method; write JSON traces, report.md and plots.
+
+    Resumable: finished episodes are loaded from --out, not rerun. Prints Table 2
+    (methods x benchmarks, mean F1 / EM) and the report's path.
+
+    Example: agemem eval --bench hotpot,longmemeval --methods agemem,no-memory --n 20 --seed 0
+    """
+    s = ctx.settings
+    specs = harness.parse_benches(benches)
+    names = harness.parse_methods(methods)
+    s.policy, s.seed = policy or s.policy, seed
+    _check_policy(s, s.policy)
+    judge_name = None
+    if judge is not None:
+        kind, _, judge_name = judge.partition(":")
+        if kind != "llm" or not judge_name:
+            raise ConfigError(f"--judge {judge!r}: use llm:NAME with a policy model name")
+        _check_policy(s, judge_name)
+    out = out or s.data_dir / "eval" / f"{s.policy}-seed{seed}"
+    defaults = EpisodeConfig()
+    cfg = EpisodeConfig(n_max=n_max or defaults.n_max, max_steps_per_turn=max_steps or defaults.max_steps_per_turn,
+                        t_max=min(defaults.t_max, s.n_ctx), demonstrations=s.guided)
+    with _progress_bar("preparing embedder") as progress:
+        embedder = load_embedder(s, progress=progress)
+    llm_judge = LLMJudge(judge_name, lambda: open_policy(s, judge_name)) if judge_name else None
+    try:
+        with _episode_bar("eval") as progress:
+            result = harness.run_eval(lambda: open_policy(s), embedder, specs, names, n=n, seed=seed, out_dir=out,
+                                      settings=s, config=cfg, judge=llm_judge, policy_name=s.policy,
+                                      progress=progress)
+    finally:
+        embedder.close()
+        if llm_judge:
+            llm_judge.close()
+    path, agg = report.write_report(out)
+    ctx.emit({"out": str(out), "report": str(path), "ran": result.ran, "loaded": result.loaded, "aggregate": agg},
+             f"{result.ran} episodes run, {result.loaded} loaded from {out}\n\n"
+             + "\n\n".join(t for t in (report.table2(agg), report.llm_table(agg)) if t) + f"\n\nreport: {path}")
+
+
+COMMANDS = [eval_cmd]
