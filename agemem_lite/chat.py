@@ -50,7 +50,7 @@ class ChatSession:
         self.settings = settings
         self.log = SessionLog(assistant.store)
         self.session: SessionInfo | None = None     # created on the first message
-        self.approval_mode = "auto"
+        self.approval_mode = settings.approval     # config.toml: approval = "ask"
         self.ask: Approver | None = None             # the UI's question to the user
         self.saved_tokens = 0
         self._lock = threading.Lock()                # one turn at a time

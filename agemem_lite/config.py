@@ -63,6 +63,8 @@ class Settings:
     n_threads: int = _f(0, "CPU threads for llama.cpp; 0 means all cores.")
     keep_deleted: bool = _f(False, "Keep deleted memories' text in the history so a delete can be undone. "
                             "Off by default: a Delete_memory really forgets (the text leaves the file).")
+    approval: str = _f("auto", "Memory writes in the chat app: 'auto' (written as the model decides) or "
+                       "'ask' (approve, edit or reject each Add/Update/Delete; F5 toggles it).")
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -79,6 +81,8 @@ class Settings:
             raise ConfigError(f"max_steps_per_turn={self.max_steps_per_turn}: need at least 1 step per turn")
         if self.top_k < 1:
             raise ConfigError(f"top_k={self.top_k}: Retrieve_memory needs top_k ≥ 1")
+        if self.approval not in ("auto", "ask"):
+            raise ConfigError(f"approval={self.approval!r}: use 'auto' or 'ask'")
         if self.temperature < 0:
             raise ConfigError(f"temperature={self.temperature}: must be ≥ 0")
 

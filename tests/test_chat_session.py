@@ -176,3 +176,17 @@ def test_version_1_database_gains_sessions_and_keeps_memories(store_path, monkey
 def test_session_name_is_the_first_line_shortened():
     assert session_name("  hello\n world ") == "hello world"
     assert len(session_name("x" * 100)) == 40 and session_name("x" * 100).endswith("…")
+
+
+def test_approval_mode_comes_from_the_settings(make_chat, store):
+    chat, _ = make_chat([add("Bike is red."), answer("Okay.")], approval="ask")
+    chat.ask = lambda call: False
+    chat.send("My bike is red.")
+    assert chat.approval_mode == "ask" and store.count(NS) == 0
+
+
+def test_unknown_approval_setting_is_a_config_error(settings):
+    from agemem_lite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="approval"):
+        dataclasses.replace(settings, approval="sometimes")
