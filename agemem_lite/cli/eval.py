@@ -11,6 +11,7 @@ import click
 from ..assistant import open_policy
 from ..baselines import METHODS
 from ..embed import load_embedder
+from ..envs.runner import EnvConfig
 from ..episodes import EpisodeConfig
 from ..errors import ConfigError
 from ..eval import harness, report
@@ -53,7 +54,9 @@ def _check_policy(settings, name: str) -> None:
 @click.command("eval")
 @click.option("--bench", "benches", default="hotpot", show_default=True,
               help="Comma-separated benchmarks: hotpot, longmemeval (generated offline), or NAME:PATH for an "
-                   "official file (hotpot:PATH, longmemeval:PATH, locomo:PATH).")
+                   "official file (hotpot:PATH, longmemeval:PATH, locomo:PATH); long-horizon environments "
+                   "(" + ", ".join(harness.ENV_BENCHES) + "; pip install 'agemem-lite[envs]') score "
+                   "success / progress.")
 @click.option("--methods", default=None, help="Comma-separated methods. Default: all of " + ", ".join(METHODS) + ".")
 @click.option("--policy", "-m", default=None,
               help="Policy model name (see `agemem models list`). Default: from settings.")
@@ -66,14 +69,19 @@ def _check_policy(settings, name: str) -> None:
               help="Also judge answers with a local model (yes/no), e.g. llm:qwen2.5-coder-0.5b. Off by default.")
 @click.option("--max-steps", type=click.IntRange(1, 50), default=None, help="Step limit per turn (default 6).")
 @click.option("--n-max", type=click.IntRange(1, 100), default=None, help="N_max: most turns per stage (default 8).")
+@click.option("--max-env-turns", type=click.IntRange(1, 500), default=None,
+              help="Environments: most game turns, one action each (default 30).")
 @pass_ctx
-def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_max) -> None:
+def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_max, max_env_turns) -> None:
     """Run three-stage episodes per benchmark and method; write JSON traces, report.md and plots.
 
     Resumable: finished episodes are loaded from --out, not rerun. Prints Table 2
-    (methods x benchmarks, mean F1 / EM) and the report's path.
+    (methods x benchmarks: mean F1 / EM for QA, success % / progress % for environments)
+    and the report's path.
 
     Example: agemem eval --bench hotpot,longmemeval --methods agemem,no-memory --n 20 --seed 0
+
+    Example: agemem eval --bench babyai,tyreworld --methods agemem,no-memory,full-context --n 3
     """
     s = ctx.settings
     specs = harness.parse_benches(benches)
@@ -90,14 +98,15 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
     defaults = EpisodeConfig()
     cfg = EpisodeConfig(n_max=n_max or defaults.n_max, max_steps_per_turn=max_steps or defaults.max_steps_per_turn,
                         t_max=min(defaults.t_max, s.n_ctx), demonstrations=s.guided)
+    env_cfg = EnvConfig(max_env_turns=max_env_turns or EnvConfig().max_env_turns)
     with _progress_bar("preparing embedder") as progress:
         embedder = load_embedder(s, progress=progress)
     llm_judge = LLMJudge(judge_name, lambda: open_policy(s, judge_name)) if judge_name else None
     try:
         with _episode_bar("eval") as progress:
             result = harness.run_eval(lambda: open_policy(s), embedder, specs, names, n=n, seed=seed, out_dir=out,
-                                      settings=s, config=cfg, judge=llm_judge, policy_name=s.policy,
-                                      progress=progress)
+                                      settings=s, config=cfg, env_config=env_cfg, judge=llm_judge,
+                                      policy_name=s.policy, progress=progress)
     finally:
         embedder.close()
         if llm_judge:

@@ -25,6 +25,12 @@ run never leaves half a file). ``eval.report`` turns those files into the paper'
 Tasks without distractors of their own (LoCoMo, LongMemEval oracle files) get stage-2
 material from ``episodes.DistractorGen``; LoCoMo questions take it from the *other*
 conversations (a question's own conversation is its information).
+
+Long-horizon environments (``babyai``, ``tyreworld``, ``blocksworld``, ``scienceworld``;
+``eval.env_benches``, the ``envs`` extra) are benchmarks too: their tasks are generated
+from (n, seed), each (bench, task, method) runs through ``envs.runner.run_env_episode``
+under the same rules, and the record (``kind: "env"``) scores success and progress
+from the environment instead of EM/F1/MQ. ``run.json`` then also holds the ``EnvConfig``.
 """
 
 from __future__ import annotations
@@ -43,11 +49,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..baselines import METHODS
+from ..envs.runner import EnvConfig, EnvEpisode, EnvTask, run_env_episode
 from ..episodes import DistractorGen, Episode, EpisodeConfig, EpisodeTask, run_episode
 from ..errors import ConfigError
 from ..memory.store import MemoryStore
 from ..rewards import exact_match, token_f1
-from . import hotpot, locomo, longmemeval
+from . import env_benches, hotpot, locomo, longmemeval
+from .env_benches import ENV_BENCHES
 
 EVAL_TODAY = "2025-01-01"          # the system prompt's date in every eval episode (determinism)
 RECORD_FORMAT = "agemem-eval-episode/1"
@@ -138,10 +146,16 @@ class BenchSpec:
 
 
 def parse_bench(spec: str) -> BenchSpec:
-    """``"hotpot"`` / ``"longmemeval:PATH"`` -> BenchSpec; ConfigError names the fix."""
+    """``"hotpot"`` / ``"longmemeval:PATH"`` / ``"babyai"`` -> BenchSpec; ConfigError or
+    ``EnvUnavailable`` (an environment whose package or Java is missing) names the fix."""
     name, sep, path = spec.strip().partition(":")
+    if name in ENV_BENCHES:
+        if sep:
+            raise ConfigError(f"benchmark {name!r} is generated from --n and --seed; it takes no file")
+        env_benches.check_available(name)
+        return BenchSpec(name)
     if name not in BENCHES:
-        raise ConfigError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHES)} "
+        raise ConfigError(f"unknown benchmark {name!r}; choose from {', '.join([*BENCHES, *ENV_BENCHES])} "
                           "(NAME:PATH for an official file)")
     if not sep:
         if not BENCHES[name].generated:
@@ -157,7 +171,7 @@ def parse_benches(text: str | Sequence[str]) -> list[BenchSpec]:
     """A comma-separated list (or a sequence) of bench specs, duplicates dropped."""
     parts = [p for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
     if not parts:
-        raise ConfigError("no benchmark given; choose from " + ", ".join(BENCHES))
+        raise ConfigError("no benchmark given; choose from " + ", ".join([*BENCHES, *ENV_BENCHES]))
     return list(dict.fromkeys(parse_bench(p) for p in parts))
 
 
@@ -173,16 +187,19 @@ def parse_methods(text: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(parts))
 
 
-def build_tasks(spec: BenchSpec | str, n: int, seed: int, embedder=None, *,
-                n_distractors: int = 8) -> list[EpisodeTask]:
+def build_tasks(spec: BenchSpec | str, n: int, seed: int, embedder=None, *, n_distractors: int = 8,
+                env_config: EnvConfig | None = None) -> list[EpisodeTask] | list[EnvTask]:
     """The benchmark's first n tasks for ``seed``, each with stage-2 distractors where possible.
 
     Tasks without their own get ``n_distractors`` from ``DistractorGen`` (needs the
     embedder) over all of the benchmark's tasks; LoCoMo excludes the question's own
-    conversation by asking with the conversation's id."""
+    conversation by asking with the conversation's id. An environment bench gives
+    ``EnvTask``s built with ``env_config`` (``env_benches.build_env_tasks``)."""
     spec = parse_bench(spec) if isinstance(spec, str) else spec
     if n < 0:
         raise ValueError(f"n={n}: the number of tasks must be >= 0")
+    if spec.name in ENV_BENCHES:
+        return env_benches.build_env_tasks(spec.name, n, seed, env_config)
     everything = BENCHES[spec.name].build(spec.path, n, seed)
     tasks = everything[:n] if spec.path is None else _select(everything, n, seed)
     if all(t.distractors for t in tasks) or n_distractors <= 0:
@@ -227,8 +244,10 @@ def load_record(path: str | Path) -> dict:
     return rec
 
 
-def record_episode(rec: dict) -> Episode:
-    """The full ``Episode`` (every step and prompt) stored in a record."""
+def record_episode(rec: dict) -> Episode | EnvEpisode:
+    """The full ``Episode`` (an ``EnvEpisode`` for an env record) stored in a record."""
+    if env_benches.record_kind(rec) == env_benches.KIND:
+        return EnvEpisode.from_dict(rec["episode"])
     return Episode.from_dict(rec["episode"])
 
 
@@ -259,7 +278,10 @@ def make_record(bench: str, task: EpisodeTask, ep: Episode, *, seed: int, policy
 
 
 def _apply_judge(rec: dict, judge) -> bool:
-    """Add ``judge``'s score to ``rec`` unless it has it; True if the record changed."""
+    """Add ``judge``'s score to ``rec`` unless it has it; True if the record changed.
+    Env records have no question or gold answer: the LLM judge leaves them alone."""
+    if env_benches.record_kind(rec) == env_benches.KIND:
+        return False
     if rec["judges"].get("llm") == judge.name and "llm" in rec["metrics"]:
         return False
     ep = rec["episode"]
@@ -276,15 +298,28 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
+OPTIONAL_IDENTITY = ("env_config",)   # set by the first run that needs it; then it must match
+
+
+def _flat(identity: dict) -> dict:
+    """``{policy, seed, config: {...}, env_config: {...}}`` -> one level (``env.`` before EnvConfig keys)."""
+    return {**{k: v for k, v in identity.items() if k not in ("config", "env_config")},
+            **identity.get("config", {}), **{f"env.{k}": v for k, v in (identity.get("env_config") or {}).items()}}
+
+
 def _record_run(out: Path, identity: dict, run: dict) -> None:
     path = out / MANIFEST
     identity = json.loads(json.dumps(identity, default=str))
     if path.exists():
         manifest = json.loads(path.read_text(encoding="utf-8"))
         old = manifest.get("identity", {})
+        for key in OPTIONAL_IDENTITY:     # a QA-only run may gain env benches, and the reverse
+            if key in old or key in identity:
+                old.setdefault(key, identity.get(key))
+                identity.setdefault(key, old[key])
+        manifest["identity"] = identity
         if old != identity:
-            flat = lambda d: {**{k: v for k, v in d.items() if k != "config"}, **d.get("config", {})}  # noqa: E731
-            a, b = flat(old), flat(identity)
+            a, b = _flat(old), _flat(identity)
             diff = ", ".join(f"{k}={a.get(k)!r} (now {b.get(k)!r})" for k in sorted(set(a) | set(b))
                              if a.get(k) != b.get(k))
             raise ConfigError(f"{out} holds a run with other settings: {diff}; use another --out "
@@ -305,11 +340,14 @@ class EvalResult:
     loaded: int
 
 
-def _run_one(policy, embedder, task: EpisodeTask, cfg: EpisodeConfig, settings, scratch: Path) -> Episode:
-    """One episode on a fresh store file (ids from mem_1), deleted afterwards."""
+def _run_one(policy, embedder, task: EpisodeTask | EnvTask, cfg: EpisodeConfig, settings, scratch: Path,
+             env_config: EnvConfig) -> Episode | EnvEpisode:
+    """One episode (a game for an ``EnvTask``) on a fresh store file (ids from mem_1), deleted afterwards."""
     db = scratch / "episode.db"
     store = MemoryStore(db, dim=getattr(embedder, "dim", 384), synchronous="NORMAL")
     try:
+        if isinstance(task, EnvTask):
+            return run_env_episode(policy, store, embedder, task, cfg, env_config, settings=settings)
         return run_episode(policy, store, embedder, task, cfg, settings=settings)
     finally:
         store.close()
@@ -319,14 +357,16 @@ def _run_one(policy, embedder, task: EpisodeTask, cfg: EpisodeConfig, settings, 
 
 def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods=None, *, n: int,
              seed: int = 0, out_dir: str | Path, settings=None, config: EpisodeConfig | None = None,
-             judge=None, policy_name: str | None = None, progress: Progress | None = None) -> EvalResult:
+             env_config: EnvConfig | None = None, judge=None, policy_name: str | None = None,
+             progress: Progress | None = None) -> EvalResult:
     """Run (or load) every (bench, task, method) episode; write one JSON per episode.
 
     ``policy``: an open policy, or a zero-argument function that opens one on the first
     episode that must run (closed again at the end), so a finished run loads no model;
     then ``policy_name`` is required. ``config``: the base ``EpisodeConfig`` (its method
-    and seed are set per episode; an empty ``today`` becomes ``EVAL_TODAY``). ``judge``:
-    optional ``eval.judges.LLMJudge``, also applied to loaded episodes it has not scored.
+    and seed are set per episode; an empty ``today`` becomes ``EVAL_TODAY``). ``env_config``:
+    the ``EnvConfig`` of environment benches (default ``EnvConfig()``). ``judge``: optional
+    ``eval.judges.LLMJudge``, also applied to loaded QA episodes it has not scored.
     """
     specs = parse_benches(benches) if isinstance(benches, str) else \
         [parse_bench(b) if isinstance(b, str) else b for b in benches]
@@ -339,12 +379,16 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
     cfg = dataclasses.replace(cfg, seed=seed, today=cfg.today or EVAL_TODAY)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    ecfg = env_config or EnvConfig()
     n_distractors = cfg.n_max * cfg.distractors_per_turn if cfg.n_distractors is None else cfg.n_distractors
-    jobs = [(s.label, t, m) for s in specs for t in build_tasks(s, n, seed, embedder, n_distractors=n_distractors)
-            for m in names]
+    jobs = [(s.label, t, m) for s in specs
+            for t in build_tasks(s, n, seed, embedder, n_distractors=n_distractors, env_config=ecfg) for m in names]
     base = dataclasses.asdict(cfg)
     base.pop("method")
-    _record_run(out, {"policy": name, "seed": seed, "config": base},
+    identity = {"policy": name, "seed": seed, "config": base}
+    if any(s.name in ENV_BENCHES for s in specs):
+        identity["env_config"] = dataclasses.asdict(ecfg)
+    _record_run(out, identity,
                 {"date": datetime.now().isoformat(timespec="seconds"), "n": n,
                  "benches": [s.label for s in specs], "methods": names,
                  "judge": judge.name if judge else None, "machine": machine()})
@@ -363,8 +407,12 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
                 if opener and opened is None:
                     opened = opener()
                 ep = _run_one(opened or policy, embedder, task, dataclasses.replace(cfg, method=method),
-                              settings, scratch)
-                rec = make_record(bench, task, ep, seed=seed, policy=name)
+                              settings, scratch, ecfg)
+                if isinstance(ep, EnvEpisode):
+                    rec = env_benches.make_env_record(bench, task, ep, record_format=RECORD_FORMAT, seed=seed,
+                                                      policy=name)
+                else:
+                    rec = make_record(bench, task, ep, seed=seed, policy=name)
                 if judge:
                     _apply_judge(rec, judge)
                 write_json_atomic(path, rec)
@@ -379,6 +427,6 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
     return EvalResult(out, records, ran, len(records) - ran)
 
 
-__all__ = ["BENCHES", "Bench", "BenchSpec", "EVAL_TODAY", "EvalResult", "RECORD_FORMAT", "build_tasks",
-           "episode_metrics", "episode_path", "load_record", "locomo_tasks", "machine", "make_record",
+__all__ = ["BENCHES", "Bench", "BenchSpec", "ENV_BENCHES", "EVAL_TODAY", "EvalResult", "RECORD_FORMAT",
+           "build_tasks", "episode_metrics", "episode_path", "load_record", "locomo_tasks", "machine", "make_record",
            "parse_bench", "parse_benches", "parse_methods", "record_episode", "run_eval", "write_json_atomic"]

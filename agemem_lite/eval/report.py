@@ -10,6 +10,13 @@
 - Table 3: tool calls per episode by type (ADD ... FILTER, the paper's columns);
 - Memory Quality per method, prompt tokens per episode (with the paper's
   AgeMem vs AgeMem-RAG comparison), wall time per episode;
+- environment benchmarks (``eval.env_benches``, records with ``kind: "env"``): their Table 2
+  cells are ``success % / progress % (n)`` (episodes solved; mean of each game's best
+  progress), both from the environment. Once a run has one, every Table 2 column names
+  its metric (``hotpot (F1 / EM)``, ``babyai (success / progress)``) and the mean over
+  benchmarks is taken per kind (``mean QA``, ``mean env``: an F1 and a success rate do
+  not average). Table 3 pools QA benchmarks and environments separately when a run has
+  both (a game is a much longer episode than a question). MQ cells read ``n/a (env)``.
 - plots (``plots/scores.png``, ``plots/tool_usage.png``) when matplotlib is importable
   (``pip install 'agemem-lite[eval]'``); otherwise the report says they were skipped.
 
@@ -26,12 +33,20 @@ from pathlib import Path
 from statistics import mean
 
 from ..baselines import METHODS
+from .env_benches import record_kind
 from .harness import MANIFEST, load_record
 
 TOOL_COLUMNS = (("ADD", "Add_memory"), ("UPDATE", "Update_memory"), ("DELETE", "Delete_memory"),
                 ("RETRIEVE", "Retrieve_memory"), ("SUMMARY", "Summary_context"), ("FILTER", "Filter_context"))
 REPORT_NAME = "report.md"
 PLOTS_HINT = "pip install 'agemem-lite[eval]'"
+KINDS = ("qa", "env")
+SCORE_NAMES = {"qa": "F1 / EM", "env": "success / progress"}    # what a Table 2 cell holds, per kind
+QA_JUDGE = ("judge: EM/F1 vs gold (answers normalised as in SQuAD/HotpotQA; no answer scores 0). "
+            "Cell: mean F1 / mean EM, in percent (n = episodes).")
+ENV_JUDGE = ("judge: env: success rate / progress rate, from the environment. Cell: success % / progress %: "
+             "games solved, and the mean of each game's best progress (share of the goal reached), in percent "
+             "(n = episodes).")
 
 
 def load_records(out_dir: str | Path) -> list[dict]:
@@ -49,36 +64,55 @@ def _order(seen: list[str], first: list[str]) -> list[str]:
     return [x for x in first if x in seen] + sorted(set(seen) - set(first))
 
 
+def _tools(records: list[dict]) -> dict:
+    out = {name: mean(r["metrics"]["tool_calls"].get(name, 0) for r in records) for _, name in TOOL_COLUMNS}
+    return {**out, "failed": mean(r["metrics"]["failed_calls"] for r in records), "episodes": len(records)}
+
+
+def _cell(kind: str, rows: list[dict]) -> dict:
+    costs = {"kind": kind, "n": len(rows), "prompt_tokens": mean(x["prompt_tokens"] for x in rows),
+             "wall_s": mean(x["wall_s"] for x in rows), "steps": mean(x["steps"] for x in rows)}
+    if kind == "env":
+        return {**costs, "success": mean(x["success"] for x in rows), "progress": mean(x["progress"] for x in rows),
+                "game_turns": mean(x["game_turns"] for x in rows),
+                "invalid_actions": mean(x["invalid_actions"] for x in rows), "mq": None, "llm": None, "llm_n": 0}
+    mqs = [x["mq"] for x in rows if x["mq"] is not None]
+    llm = [x["llm"] for x in rows if "llm" in x]
+    return {**costs, "f1": mean(x["f1"] for x in rows), "em": mean(x["em"] for x in rows),
+            "llm": mean(llm) if llm else None, "llm_n": len(llm), "mq": mean(mqs) if mqs else None,
+            "no_answer": sum(not x["answered"] for x in rows)}
+
+
 def aggregate(records: list[dict], bench_order: list[str] | None = None) -> dict:
     """Means per (method, bench) and tool calls per method, as plain data.
 
-    ``cells[method][bench]``: n, f1, em (0-1), llm (if judged), mq (None when no episode had
-    gold facts), prompt_tokens, wall_s, steps, no_answer. ``tools[method]``: calls per
-    episode by tool name, ``failed``, ``episodes``. ``judges``: the judge of each metric."""
+    ``kinds[bench]``: ``"qa"`` or ``"env"``. ``cells[method][bench]``: kind, n, prompt_tokens,
+    wall_s, steps, and for QA f1, em (0-1), llm (if judged), mq (None when no episode had
+    gold facts), no_answer; for env success, progress (0-1), game_turns, invalid_actions
+    (mq, llm None). ``tools[method]``: calls per episode by tool name, ``failed``,
+    ``episodes``, all benchmarks pooled; ``tools_by_kind[kind][method]``: the same per kind.
+    ``judges``: the judge of each metric."""
     methods = _order([r["method"] for r in records], list(METHODS))
     benches = _order([r["bench"] for r in records], bench_order or [])
+    kinds = {r["bench"]: record_kind(r) for r in records}
     cells: dict = {m: {} for m in methods}
     tools: dict = {}
+    by_kind: dict = {k: {} for k in KINDS if k in kinds.values()}
     judges: dict = {}
     for m in methods:
         mine = [r for r in records if r["method"] == m]
         for b in benches:
             rows = [r["metrics"] for r in mine if r["bench"] == b]
-            if not rows:
-                continue
-            mqs = [x["mq"] for x in rows if x["mq"] is not None]
-            llm = [x["llm"] for x in rows if "llm" in x]
-            cells[m][b] = {"n": len(rows), "f1": mean(x["f1"] for x in rows), "em": mean(x["em"] for x in rows),
-                           "llm": mean(llm) if llm else None, "llm_n": len(llm), "mq": mean(mqs) if mqs else None,
-                           "prompt_tokens": mean(x["prompt_tokens"] for x in rows),
-                           "wall_s": mean(x["wall_s"] for x in rows), "steps": mean(x["steps"] for x in rows),
-                           "no_answer": sum(not x["answered"] for x in rows)}
-        tools[m] = {name: mean(r["metrics"]["tool_calls"].get(name, 0) for r in mine) for _, name in TOOL_COLUMNS}
-        tools[m]["failed"] = mean(r["metrics"]["failed_calls"] for r in mine)
-        tools[m]["episodes"] = len(mine)
+            if rows:
+                cells[m][b] = _cell(kinds[b], rows)
+        tools[m] = _tools(mine)
+        for k in by_kind:
+            if any(record_kind(r) == k for r in mine):
+                by_kind[k][m] = _tools([r for r in mine if record_kind(r) == k])
     for r in records:
         judges.update(r["judges"])
-    return {"methods": methods, "benches": benches, "cells": cells, "tools": tools, "judges": judges}
+    return {"methods": methods, "benches": benches, "kinds": kinds, "cells": cells, "tools": tools,
+            "tools_by_kind": by_kind, "judges": judges}
 
 
 # -- Markdown -------------------------------------------------------------------------------
@@ -92,19 +126,44 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _kinds(agg: dict) -> dict[str, list[str]]:
+    """Benchmarks per kind present, in report order: ``{"qa": [...], "env": [...]}``."""
+    kinds = agg.get("kinds", {})
+    out = {k: [b for b in agg["benches"] if kinds.get(b, "qa") == k] for k in KINDS}
+    return {k: v for k, v in out.items() if v}
+
+
+def _scores(kind: str, c: dict) -> tuple[float, float]:
+    return (c["success"], c["progress"]) if kind == "env" else (c["f1"], c["em"])
+
+
 def table2(agg: dict) -> str:
-    """Table 2: methods x benchmarks, ``F1 / EM (n)`` in percent, and their mean over benchmarks."""
+    """Table 2: methods x benchmarks in percent, QA cells ``F1 / EM (n)``, env cells ``success /
+    progress (n)``, and the mean over the benchmarks of each kind.
+
+    A QA-only run keeps the paper's plain header (``hotpot``, ``mean``); once an environment
+    is in the run every column names its metric and each kind gets its own mean."""
+    groups, kinds = _kinds(agg), agg.get("kinds", {})
+    labelled = "env" in groups
     rows = []
     for m in agg["methods"]:
-        cells = [agg["cells"][m].get(b) for b in agg["benches"]]
-        row = [m] + [f"{_pct(c['f1'])} / {_pct(c['em'])} (n={c['n']})" if c else "–" for c in cells]
-        if len(agg["benches"]) > 1:      # the paper's "average over the benchmarks"
-            row.append(f"{_pct(mean(c['f1'] for c in cells))} / {_pct(mean(c['em'] for c in cells))}"
-                       if all(cells) else "–")
+        row = [m]
+        for b in agg["benches"]:
+            c = agg["cells"][m].get(b)
+            row.append("%s / %s (n=%d)" % (*map(_pct, _scores(kinds.get(b, "qa"), c)), c["n"]) if c else "–")
+        for k, bs in groups.items():
+            if len(bs) > 1:              # the paper's "average over the benchmarks", per kind of score
+                cs = [agg["cells"][m].get(b) for b in bs]
+                row.append(" / ".join(_pct(mean(_scores(k, c)[i] for c in cs)) for i in (0, 1)) if all(cs) else "–")
         rows.append(row)
-    head = ["method"] + agg["benches"] + (["mean"] if len(agg["benches"]) > 1 else [])
-    return ("judge: EM/F1 vs gold (answers normalised as in SQuAD/HotpotQA; no answer scores 0). "
-            "Cell: mean F1 / mean EM, in percent (n = episodes).\n\n" + _table(head, rows))
+    head = ["method"] + [f"{b} ({SCORE_NAMES[kinds.get(b, 'qa')]})" if labelled else b for b in agg["benches"]]
+    head += [(f"mean {k.upper() if k == 'qa' else k} ({SCORE_NAMES[k]})" if labelled else "mean")
+             for k, bs in groups.items() if len(bs) > 1]
+    if not labelled:
+        return QA_JUDGE + "\n\n" + _table(head, rows)
+    judge = "\n".join(f"- {'QA' if k == 'qa' else 'env'} columns, " + (QA_JUDGE if k == "qa" else ENV_JUDGE)
+                      for k in groups)
+    return judge + "\n\n" + _table(head, rows)
 
 
 def llm_table(agg: dict) -> str | None:
@@ -112,19 +171,35 @@ def llm_table(agg: dict) -> str | None:
     name = agg["judges"].get("llm")
     if not name:
         return None
-    rows = [[m] + [f"{_pct(c['llm'])} (n={c['llm_n']})" if c and c["llm"] is not None else "–"
-                   for c in (agg["cells"][m].get(b) for b in agg["benches"])] for m in agg["methods"]]
+    def fmt(c):
+        if c and c.get("kind") == "env":
+            return "n/a (env)"
+        return f"{_pct(c['llm'])} (n={c['llm_n']})" if c and c["llm"] is not None else "–"
+    rows = [[m] + [fmt(agg["cells"][m].get(b)) for b in agg["benches"]] for m in agg["methods"]]
     return (f"judge: {name} (a local model answers a fixed yes/no prompt, eval/judges.py). "
             "Cell: answers judged correct, in percent.\n\n" + _table(["method"] + agg["benches"], rows))
 
 
+def _tools_table(tools: dict, methods: list[str]) -> str:
+    rows = [[m] + [f"{tools[m][name]:.2f}" for _, name in TOOL_COLUMNS]
+            + [f"{tools[m]['failed']:.2f}", str(tools[m]["episodes"])] for m in methods if m in tools]
+    return _table(["method"] + [c for c, _ in TOOL_COLUMNS] + ["failed", "episodes"], rows)
+
+
 def table3(agg: dict) -> str:
-    """Table 3: tool calls per episode by type (every call the policy wrote, refused ones too)."""
-    rows = [[m] + [f"{agg['tools'][m][name]:.2f}" for _, name in TOOL_COLUMNS]
-            + [f"{agg['tools'][m]['failed']:.2f}", str(agg["tools"][m]["episodes"])] for m in agg["methods"]]
-    return ("judge: counts from the episode traces (calls the policy wrote, including refused ones; "
-            "\"failed\" = tool results with ok = false), all benchmarks pooled.\n\n"
-            + _table(["method"] + [c for c, _ in TOOL_COLUMNS] + ["failed", "episodes"], rows))
+    """Table 3: tool calls per episode by type (every call the policy wrote, refused ones too);
+    all benchmarks pooled, or QA benchmarks and environments pooled apart when a run has both."""
+    judge = ("judge: counts from the episode traces (calls the policy wrote, including refused ones; "
+             "\"failed\" = tool results with ok = false)")
+    groups = _kinds(agg)
+    if len(groups) < 2:
+        return f"{judge}, all benchmarks pooled.\n\n" + _tools_table(agg["tools"], agg["methods"])
+    parts = [f"{judge}; QA benchmarks and environments pooled apart (an env episode is a whole game)."]
+    for k, bs in groups.items():
+        title = "QA benchmarks" if k == "qa" else "environments (per game)"
+        parts.append(f"{title}, pooled: {', '.join(bs)}\n\n"
+                     + _tools_table(agg.get("tools_by_kind", {}).get(k, {}), agg["methods"]))
+    return "\n\n".join(parts)
 
 
 def _per_bench(agg: dict, fmt) -> list[list[str]]:
@@ -134,13 +209,19 @@ def _per_bench(agg: dict, fmt) -> list[list[str]]:
 
 def mq_table(agg: dict) -> str:
     def fmt(m, c):
+        if c.get("kind") == "env":
+            return "n/a (env)"
         if not _has_ltm(m):
             return "n/a (no LTM)"
         return "–" if c["mq"] is None else f"{c['mq']:.3f}"
-    return (f"judge: {agg['judges'].get('mq', 'coverage of the gold facts by the final memories')} "
-            "(token recall of each gold fact in some memory ≥ the threshold); 0-1 like the paper. "
-            "add-only stores every turn verbatim, so its MQ is an upper bound, not a decision.\n\n"
-            + _table(["method"] + agg["benches"], _per_bench(agg, fmt)))
+    groups, text = _kinds(agg), []
+    if "qa" in groups:
+        text.append(f"judge: {agg['judges'].get('mq', 'coverage of the gold facts by the final memories')} "
+                    "(token recall of each gold fact in some memory ≥ the threshold); 0-1 like the paper. "
+                    "add-only stores every turn verbatim, so its MQ is an upper bound, not a decision.")
+    if "env" in groups:
+        text.append("MQ is not defined for environment benchmarks (a game has no gold facts to cover): n/a (env).")
+    return " ".join(text) + "\n\n" + _table(["method"] + agg["benches"], _per_bench(agg, fmt))
 
 
 def tokens_table(agg: dict) -> str:
@@ -159,10 +240,16 @@ def tokens_table(agg: dict) -> str:
 
 
 def wall_table(agg: dict) -> str:
+    def fmt(m, c):
+        if c.get("kind") == "env":
+            return (f"{c['wall_s']:.2f} s ({c['steps']:.1f} steps; {c['game_turns']:.1f} game turns, "
+                    f"{c['invalid_actions']:.1f} invalid)")
+        return f"{c['wall_s']:.2f} s ({c['steps']:.1f} steps; {c['no_answer']} no answer)"
+    envs = (" Env cells: mean seconds per episode (mean steps; mean game turns, mean invalid actions or turns "
+            "without one)." if "env" in _kinds(agg) else "")
     return ("judge: none, measured (stages 1-3 of one episode, this machine). "
-            "Cell: mean seconds per episode (mean steps per episode; episodes without an answer).\n\n"
-            + _table(["method"] + agg["benches"], _per_bench(
-                agg, lambda m, c: f"{c['wall_s']:.2f} s ({c['steps']:.1f} steps; {c['no_answer']} no answer)")))
+            f"Cell: mean seconds per episode (mean steps per episode; episodes without an answer).{envs}\n\n"
+            + _table(["method"] + agg["benches"], _per_bench(agg, fmt)))
 
 
 def _header(manifest: dict, agg: dict, n_records: int) -> list[str]:
@@ -172,27 +259,34 @@ def _header(manifest: dict, agg: dict, n_records: int) -> list[str]:
     mach = last.get("machine", {})
     keys = ("n_max", "t_max", "max_steps_per_turn", "top_k", "n_distractors", "demonstrations", "today")
     llm = agg["judges"].get("llm")
+    envs = "env" in _kinds(agg)
+    ecfg = ident.get("env_config") or {}
+    score = "EM/F1 vs gold (QA); success / progress from the environment (env)" if envs else "EM/F1 vs gold"
+    env_line = ("- environments: success rate = games solved; progress rate = mean of each game's best progress "
+                "(share of the goal reached); both from the environment. MQ and the LLM judge do not apply. "
+                "env config: " + ", ".join(f"{k}={v}" for k, v in ecfg.items()) if envs else
+                "- success rate / progress rate: not applicable (no environment benchmark in this run).")
     return [
         "# agemem-lite evaluation",
         "",
         f"- policy: `{ident.get('policy', '?')}` · seed: {ident.get('seed', '?')} · n: {last.get('n', '?')} tasks "
         f"per benchmark (last run; each cell gives its own n) · episodes: {n_records}",
-        f"- judges: task score = EM/F1 vs gold; MQ = {agg['judges'].get('mq', 'coverage')}; "
+        f"- judges: task score = {score}; MQ = {agg['judges'].get('mq', 'not defined' if envs else 'coverage')}; "
         f"LLM judge: {llm or 'none (off; --judge llm:NAME)'}",
         f"- date: report {datetime.now().isoformat(timespec='seconds')}; runs "
         + ", ".join(r.get("date", "?") for r in runs[-3:]) + (" …" if len(runs) > 3 else ""),
         f"- machine: {mach.get('platform', '?')} ({mach.get('machine', '?')}), {mach.get('cpus', '?')} CPUs, "
         f"Python {mach.get('python', '?')}",
         "- episode config: " + ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg),
-        "- success rate / progress rate: not applicable (QA benchmarks only so far).",
+        env_line,
     ]
 
 
 # -- plots ------------------------------------------------------------------------------------
 
 def write_plots(agg: dict, plots_dir: str | Path) -> list[Path] | None:
-    """``scores.png`` (F1 per method per benchmark) and ``tool_usage.png`` (stacked calls per
-    episode); None when matplotlib is not installed."""
+    """``scores.png`` (F1 per method per QA benchmark, success rate per environment) and
+    ``tool_usage.png`` (stacked calls per episode); None when matplotlib is not installed."""
     try:
         from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global state
     except ImportError:
@@ -206,10 +300,11 @@ def write_plots(agg: dict, plots_dir: str | Path) -> list[Path] | None:
     width = 0.8 / max(1, len(methods))
     for i, m in enumerate(methods):
         xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(benches))]
-        ys = [100 * agg["cells"][m][b]["f1"] if b in agg["cells"][m] else 0 for b in benches]
+        ys = [100 * _scores(agg["kinds"].get(b, "qa"), agg["cells"][m][b])[0] if b in agg["cells"][m] else 0
+              for b in benches]
         ax.bar(xs, ys, width, label=m)
     ax.set_xticks(range(len(benches)), benches)
-    ax.set_ylabel("mean F1 (%)  [judge: F1 vs gold]")
+    ax.set_ylabel("F1 (QA) / success (env), %" if "env" in _kinds(agg) else "mean F1 (%)  [judge: F1 vs gold]")
     ax.set_title("Task score per method and benchmark")
     ax.set_ylim(0, 100)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
