@@ -37,6 +37,10 @@ from .records import Step, Turn
 _THINK_BLOCK = re.compile(r"<think>.*?</think>\n?", re.S)
 
 
+#: Chat-template tokens a message costs besides its content (ChatML: 5; margin for other templates).
+TEMPLATE_TOKENS_PER_MESSAGE = 8
+
+
 class TurnCancelled(Exception):
     """Raised inside generation when the caller's cancel event is set (caught by ``Agent.turn``)."""
 
@@ -183,11 +187,17 @@ class Agent:
                 return prompts.user_text_of(m.content)
         return None
 
+    def _prompt_estimate(self) -> int:
+        """Upper bound of the rendered prompt: content tokens + chat-template tokens per message
+        (ChatML spends 5 per message; a long episode has hundreds of messages, so a fixed
+        allowance is not enough — measured: 8,025 prompt tokens for 7,5xx content tokens)."""
+        return self.context.tokens + TEMPLATE_TOKENS_PER_MESSAGE * len(self.context.messages) + 64
+
     def _fit_window(self) -> int:
         """Evict the oldest unprotected messages until the prompt fits the model's window."""
-        limit = self.settings.n_ctx - self.settings.max_new_tokens - 256  # 256: template overhead
+        limit = self.settings.n_ctx - self.settings.max_new_tokens
         evicted = 0
-        while self.context.tokens > limit and self.context.evict_oldest() is not None:
+        while self._prompt_estimate() > limit and self.context.evict_oldest() is not None:
             evicted += 1
         return evicted
 

@@ -394,3 +394,17 @@ def test_prefix_kv_cache_restores_in_a_new_policy_and_gives_the_same_step(settin
         assert third.warm_prefix(fixed, cache)["cache"] == "miss"
     finally:
         third.close()
+
+
+def test_many_short_messages_are_trimmed_with_their_template_overhead(make_agent):
+    """Hundreds of short messages: their chat-template tokens count too, so the prompt still fits."""
+    from agemem_lite.agent import TEMPLATE_TOKENS_PER_MESSAGE
+
+    agent, policy = make_agent([answer_step("ok")], n_ctx=2048, context_budget=1024, max_new_tokens=256)
+    for i in range(300):
+        agent.context.append("user" if i % 2 == 0 else "assistant", f"note {i} ok")
+    agent.turn("What now?")
+    prompt = agent.turns[-1].steps[0].prompt
+    content = sum(policy.count_tokens(m["content"]) for m in prompt)
+    assert content + TEMPLATE_TOKENS_PER_MESSAGE * len(prompt) <= 2048 - 256
+    assert len(prompt) < 300
