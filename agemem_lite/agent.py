@@ -117,6 +117,9 @@ class Agent:
         """
         if not isinstance(user_text, str) or not user_text.strip():
             raise ValueError("the user message is empty")
+        use_tools = getattr(self.policy, "use_tools", None)
+        if use_tools:   # the policy may be shared by agents with other tool subsets
+            use_tools(grammar_schemas(self.tools))
         mark = len(self.context.messages)
         seen_before = set(self.env.seen_ids)
         related = self.related_memories(user_text) if show_related else []

@@ -32,10 +32,10 @@ Methods without tools run one step per turn, which ``Agent`` decodes answer-only
 How tools are taken away: ``run_episode`` opens the agent with
 ``Agent(tools=method.tools)``, which lists only those tools in the system prompt
 and sets ``ToolEnv.allowed``, so ``tools.dispatch`` answers a call to any other
-tool with an error result for the model (SPEC §2) before anything changes. A
-grammar-decoding policy (``LlamaPolicy``) still offers all six tools unless it
-was opened with ``tool_schemas=grammar_schemas(method.tools)``; with no tools at
-all, ``Agent`` decodes every step answer-only.
+tool with an error result for the model (SPEC §2) before anything changes. At
+each turn ``Agent`` also narrows a grammar-decoding policy (``LlamaPolicy.use_tools``)
+to those tools, so they are the only calls it can write; with no tools at all,
+``Agent`` decodes every step answer-only.
 """
 
 from __future__ import annotations

@@ -408,3 +408,22 @@ def test_many_short_messages_are_trimmed_with_their_template_overhead(make_agent
     content = sum(policy.count_tokens(m["content"]) for m in prompt)
     assert content + TEMPLATE_TOKENS_PER_MESSAGE * len(prompt) <= 2048 - 256
     assert len(prompt) < 300
+
+
+def test_the_policy_grammar_offers_only_the_agents_tools(small_policy, store, embedder, settings):
+    """A method without Retrieve_memory must not be offered it by the decoding grammar."""
+    import dataclasses
+
+    from agemem_lite.agent import Agent
+    from agemem_lite.memory.tools import grammar_schemas
+
+    s = dataclasses.replace(settings, max_steps_per_turn=2, max_new_tokens=64)
+    try:
+        agent = Agent(small_policy, store, embedder, s, demonstrations=False, tools=("Add_memory",))
+        turn = agent.turn("My bike is red.")
+        assert [t["name"] for t in small_policy.tool_schemas] == ["Add_memory"]
+        assert all(c["name"] == "Add_memory" for st in turn.steps for c in st.calls)
+        Agent(small_policy, store, embedder, s, demonstrations=False).turn("Hello")
+        assert [t["name"] for t in small_policy.tool_schemas] == [t["name"] for t in grammar_schemas()]
+    finally:
+        small_policy.use_tools(grammar_schemas())

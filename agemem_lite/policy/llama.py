@@ -166,10 +166,16 @@ class LlamaPolicy:
         return self._grammars[key]
 
     def _action_grammar(self, allow_tools: bool):
-        if not allow_tools:
+        if not allow_tools or not self.tool_schemas:
             return None
-        return self._grammar("action", lambda: protocol.grammar(
+        key = "action:" + ",".join(s["name"] for s in self.tool_schemas)
+        return self._grammar(key, lambda: protocol.grammar(
             self.tool_schemas, think=False, answer_text=False))
+
+    def use_tools(self, tool_schemas: list[dict]) -> None:
+        """Decode calls only to these tools (the agent's subset): a method without
+        Retrieve_memory must not be offered it by the grammar. Grammars are cached per subset."""
+        self.tool_schemas = list(tool_schemas)
 
     # -- generation -----------------------------------------------------------------
     def _generate(self, tokens: list[int], *, grammar=None, max_tokens: int,
