@@ -52,6 +52,11 @@ class Turn:
         """Every successful tool result of the turn, in order (what the UI lists)."""
         return [r for s in self.steps for r in s.results if r.get("ok")]
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Turn":
+        """Inverse of ``to_dict`` (episode traces read back from JSON)."""
+        return cls(**{**d, "steps": [Step(**s) for s in d["steps"]]})
+
     def to_dict(self) -> dict:
         return {"user": self.user, "related": self.related, "answer": self.answer,
                 "cancelled": self.cancelled, "steps": [s.to_dict() for s in self.steps]}

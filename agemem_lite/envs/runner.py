@@ -197,8 +197,7 @@ class EnvEpisode:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EnvEpisode":
-        turn = lambda t: Turn(**{**t, "steps": [Step(**s) for s in t["steps"]]})  # noqa: E731
-        return cls(**{**d, "stages": {k: [turn(t) for t in v] for k, v in d["stages"].items()}})
+        return cls(**{**d, "stages": {k: [Turn.from_dict(t) for t in v] for k, v in d["stages"].items()}})
 
 
 def _actions_line(env, limit: int) -> str:
