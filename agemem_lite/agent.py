@@ -226,7 +226,8 @@ class Agent:
                     results=[r.to_dict() for r in results], answer=parsed.answer, error=parsed.error,
                     prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens,
                     context_tokens=context_tokens, reused_prompt_tokens=comp.reused_prompt_tokens,
-                    generate_s=comp.seconds, first_token_s=comp.first_token_s, tools_s=tools_s)
+                    generate_s=comp.seconds, first_token_s=comp.first_token_s, tools_s=tools_s,
+                    segments=[list(p) for p in comp.extra.get("segments", [])])
 
     def _drop_thinks(self) -> None:
         for m in self.context.messages:

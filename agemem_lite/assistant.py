@@ -31,11 +31,17 @@ def open_policy(settings: Settings, name: str | None = None, *, progress: Progre
 
         raise ConfigError(f"model {name!r} is an {spec.role}, not a policy")
     path = resolve(settings, name, progress=progress)
+    return LlamaPolicy(path, name=name, **policy_options(settings, guided))
+
+
+def policy_options(settings: Settings, guided: bool | None = None) -> dict:
+    """LlamaPolicy keyword arguments for these settings: how chat decodes (training's
+    rollouts use the same, so the trained policy is served exactly as it was trained)."""
     guided = settings.guided if guided is None else guided
-    return LlamaPolicy(path, name=name, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
-                       seed=settings.seed, temperature=settings.temperature,
-                       max_new_tokens=settings.max_new_tokens, think_tokens=settings.think_tokens,
-                       think_kinds=THINK_KINDS if guided else None, tool_schemas=grammar_schemas())
+    return dict(n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=settings.seed,
+                temperature=settings.temperature, max_new_tokens=settings.max_new_tokens,
+                think_tokens=settings.think_tokens, think_kinds=THINK_KINDS if guided else None,
+                tool_schemas=grammar_schemas())
 
 
 @dataclass

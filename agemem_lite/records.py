@@ -32,6 +32,10 @@ class Step:
     generate_s: float = 0.0
     first_token_s: float | None = None
     tools_s: float = 0.0
+    #: The completion as [text, generated] pieces: ``generated`` False for text the runtime
+    #: wrote (fixed tags, the forced "Kind:" prefix), which training masks out of the loss.
+    #: Empty when the policy does not report pieces (then all of it counts as generated).
+    segments: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -225,12 +225,14 @@ class LlamaPolicy:
         reused = self._reused(prompt)
         t0 = time.perf_counter()
         text, first, dropped = "", None, ""
+        segments: list[list] = []   # [text, generated]: what training may put in the loss
         budget = self.max_new_tokens
         reserve = 8  # room for the closing tags the runtime writes
 
         def emit(fixed: str) -> None:
             nonlocal text, budget
             text += fixed
+            segments.append([fixed, False])
             budget -= self.count_tokens(fixed)
             if on_text:
                 on_text(fixed)
@@ -246,6 +248,8 @@ class LlamaPolicy:
                 first = time.perf_counter() - t0
             budget -= self.count_tokens(out)
             text += out
+            if out:
+                segments.append([out, True])
             return out, finish
 
         tags = [protocol.THINK_CLOSE, "<"]
@@ -263,6 +267,7 @@ class LlamaPolicy:
             # The call was cut by the token cap: drop it and answer instead, so the
             # step still parses (a half-written call would be an invalid step).
             text = text[: len(text) - len(action)]
+            segments.pop()
             dropped = action
             if on_text:  # the stream already showed the partial call: say it was dropped
                 on_text(CUT_NOTICE)
@@ -279,7 +284,7 @@ class LlamaPolicy:
                           completion_tokens=len(self.tokenize(text, special=False)),
                           seconds=time.perf_counter() - t0, first_token_s=first,
                           reused_prompt_tokens=reused, finish_reason="length" if budget <= reserve else "stop",
-                          extra={"dropped_call": dropped} if dropped else {})
+                          extra={"segments": segments, **({"dropped_call": dropped} if dropped else {})})
 
     # -- prefix KV cache on disk -------------------------------------------------------
     def prefix_tokens(self, messages: list[dict]) -> list[int]:
