@@ -68,7 +68,7 @@ def main(ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
 
 def _register() -> None:
     """Attach the subcommand groups (kept in their own modules)."""
-    for name in ("models", "memory", "chat", "eval"):
+    for name in ("models", "memory", "chat", "eval", "train"):
         mod = __import__(f"{__name__}.{name}", fromlist=["COMMANDS"])
         for cmd in mod.COMMANDS:
             main.add_command(cmd)

@@ -1,0 +1,86 @@
+"""``agemem train`` and ``agemem export``: thin wrappers over the ``train`` package (training extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError
+from . import pass_ctx
+
+TRAIN_EXTRA = "pip install 'agemem-lite[train]'"
+
+
+def _need_training_deps() -> None:
+    missing = [m for m in ("torch", "transformers", "peft") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"training needs {', '.join(missing)}: {TRAIN_EXTRA}")
+
+
+@click.command("train")
+@click.option("--recipe", "--config", "recipe", default=None, metavar="NAME|FILE",
+              help="A built-in recipe (train/recipes: tiny, cpu-small, default, gpu) or a TOML file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a setting, e.g. --set lr=1e-5 --set episode.n_max=2 (repeatable).")
+@click.option("--base", default=None, help="Base policy: registry name, GGUF path or HF folder.")
+@click.option("--steps", type=click.IntRange(1), default=None, help="GRPO steps (a resume may raise it).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder. Default: <data dir>/runs/<recipe or 'run'>.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+@click.option("--seed", type=int, default=None, help="Seed (tasks, sampling, subsampling, LoRA init).")
+@pass_ctx
+def train_cmd(ctx, recipe, overrides, base, steps, out, resume, seed) -> None:
+    """Train the memory policy with step-wise GRPO (SPEC §6) on three-stage episodes.
+
+    Writes checkpoints, log.jsonl, held-out evaluations and reward_curve.png to --out.
+    Export the result with `agemem export RUN_DIR --name NAME`.
+
+    Example: agemem train --recipe cpu-small --out runs/smol
+
+    Example: agemem train --recipe default --set k=4 --steps 20
+    """
+    _need_training_deps()
+    from train.config import TrainConfig
+    from train.trainer import GRPOTrainer
+
+    extra = {k: v for k, v in (("base", base), ("steps", steps), ("seed", seed)) if v is not None}
+    cfg = TrainConfig.load(recipe, list(overrides))
+    if extra:
+        cfg = TrainConfig.load(None, {**cfg.to_dict(), **extra})
+    out = out or ctx.settings.data_dir / "runs" / (Path(str(recipe)).stem if recipe else "run")
+    trainer = GRPOTrainer(cfg, ctx.settings, out, resume=resume, log=lambda s: click.echo(s, err=True))
+    try:
+        summary = trainer.run(resume=resume)
+    finally:
+        trainer.close()
+    ctx.emit(summary, f"trained {summary['steps']} steps -> {out}\n"
+             f"best held-out reward: {summary['best_heldout_reward']}\n"
+             f"export: agemem export {out} --name NAME")
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Registry name of the exported policy.")
+@click.option("--checkpoint", default="best", show_default=True,
+              help="'best' (held-out), 'latest', or a checkpoint folder name (step-000010).")
+@click.option("--outtype", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True,
+              help="Type of the merged GGUF.")
+@click.option("--quantize", "quant", type=click.Choice(["q4_k_m", "q5_k_m", "q8_0", "none"]), default="q4_k_m",
+              show_default=True, help="Quantise the merged GGUF with llama.cpp ('none' keeps --outtype).")
+@pass_ctx
+def export_cmd(ctx, run_dir, name, checkpoint, outtype, quant) -> None:
+    """Merge a run's LoRA into its base, write a GGUF, quantise it, register it as NAME.
+
+    Then: agemem chat --policy NAME (or set policy = "NAME" in config.toml), agemem eval --policy NAME.
+    """
+    _need_training_deps()
+    from train.publish import export_run
+
+    path = export_run(ctx.settings, run_dir, name, checkpoint=checkpoint, outtype=outtype,
+                      quantize=None if quant == "none" else quant)
+    ctx.emit({"name": name, "path": str(path)}, f"exported {name}: {path}")
+
+
+COMMANDS = [train_cmd, export_cmd]

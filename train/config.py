@@ -1,0 +1,219 @@
+"""Everything a training run needs, in one TOML file plus CLI overrides.
+
+``TrainConfig.load(path, overrides)`` reads a recipe (``train/recipes/*.toml`` or
+any file), then applies ``key=value`` overrides (``--set lr=1e-5``,
+``--set episode.n_max=2``). Unknown keys are an error, not silently ignored, so a
+typo cannot run a different experiment than the one written down. The resolved
+config is saved in the run folder (``config.toml``) and a resume must match it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agemem_lite.episodes import EpisodeConfig
+from agemem_lite.errors import ConfigError
+
+RECIPES_DIR = Path(__file__).with_name("recipes")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _f(default, help: str):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """One GRPO run (SPEC §6). Fields the paper does not fix say what we chose."""
+
+    base: str = _f("qwen2.5-coder-0.5b", "Base policy: registry name, GGUF path or HF folder.")
+    # -- tasks ---------------------------------------------------------------------------------
+    benches: list = _f(["hotpot", "longmemeval"], "Training task sources (eval harness names); "
+                       "tasks are interleaved across them.")
+    n_train_tasks: int = _f(64, "Training tasks generated per bench (cycled in a seeded order).")
+    train_seed: int = _f(1000, "Generator seed of the training tasks (the eval harness uses 0).")
+    heldout_benches: list = _f(["hotpot", "longmemeval"], "Held-out benches (harness names).")
+    n_heldout: int = _f(4, "Held-out tasks per bench for the evaluation every eval_every steps.")
+    heldout_seed: int = _f(0, "Seed of the held-out tasks (0 = the tasks `agemem eval --seed 0` runs).")
+    episode: dict = _f({}, "EpisodeConfig overrides for rollouts and held-out evaluation "
+                       "(e.g. n_max, n_distractors, max_steps_per_turn, demonstrations, t_max).")
+    # -- GRPO (SPEC §6) -------------------------------------------------------------------------
+    steps: int = _f(100, "GRPO steps (paper: ~100).")
+    tasks_per_step: int = _f(1, "Tasks (groups) per GRPO step.")
+    k: int = _f(8, "Rollouts per task (paper: K = 8).")
+    beta: float = _f(0.1, "KL coefficient to the reference policy (adapters disabled); paper 0.1.")
+    clip_eps: float = _f(0.2, "PPO clip range (not given by the paper; PPO's usual 0.2).")
+    adv_eps: float = _f(1e-4, "ε in A = (r - mean) / (std + ε).")
+    min_group_std: float = _f(0.0, "Skip groups whose reward std is below this (SPEC §6 skips exact ties: 0); "
+                              "e.g. 0.01 ignores groups that differ only by a few context tokens.")
+    temperature: float = _f(1.0, "Rollout sampling temperature (not given by the paper).")
+    max_samples_per_step: int = _f(48, "Step samples per GRPO step (uniformly subsampled when a "
+                                   "step's trajectories hold more; 0 = all). Bounds CPU time.")
+    updates_per_step: int = _f(1, "Optimizer passes over a step's samples (μ); >1 makes the ratio ≠ 1.")
+    minibatch_size: int = _f(0, "Samples per optimizer step within a pass (0 = all of them).")
+    lr: float = _f(2e-5, "AdamW learning rate of the LoRA weights (not given by the paper).")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    max_grad_norm: float = _f(1.0, "Gradient clipping (global norm).")
+    curriculum: str = _f("paper", "'paper': full three-stage trajectories from the start; "
+                         "'progressive': the loss covers stage-1 steps, then stages 1-2, then all.")
+    phase_fractions: list = _f([0.34, 0.67], "Where the progressive phases end (fractions of steps).")
+    reward: str = _f("all", "'all': every SPEC §5 term; 'answer_only': the ablation R = R_task + P.")
+    # -- LoRA -------------------------------------------------------------------------------------
+    lora_r: int = _f(16, "LoRA rank.")
+    lora_alpha: int = _f(32, "LoRA alpha (scale alpha / r).")
+    lora_targets: list = _f(list(LORA_TARGETS), "Linear layers of each block that get adapters.")
+    # -- serving-format details (rollouts must decode exactly like `agemem chat`) ------------------
+    n_ctx: int = _f(4096, "llama.cpp context of the rollout policy.")
+    max_new_tokens: int = _f(192, "Generation cap per step.")
+    think_tokens: int = _f(96, "Cap on <think> tokens.")
+    guided: bool = _f(True, "Prompted-policy aids (demonstrations, forced 'Kind:' label) as in chat.")
+    # -- machinery ------------------------------------------------------------------------------
+    seed: int = _f(0, "Seed of task order, sampling, subsampling and LoRA init.")
+    device: str = _f("auto", "'auto' (CUDA if present), 'cpu' or 'cuda'.")
+    unsloth: str = _f("auto", "'auto' (Unsloth 4-bit when on CUDA and installed), 'on', 'off'.")
+    bf16: bool = _f(True, "bf16 autocast for the torch passes (CPU and GPU); weights stay fp32 on CPU.")
+    gradient_checkpointing: bool = _f(False, "Trade compute for memory in the training pass.")
+    save_every: int = _f(10, "Checkpoint every N steps (and at the end).")
+    eval_every: int = _f(10, "Held-out evaluation every N steps (and before step 1 and at the end); 0 = never.")
+    threads: int = _f(0, "torch / llama.cpp threads; 0 = all cores.")
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ConfigError(f"{name}={getattr(self, name)!r}: {why}")
+
+        for name in ("steps", "tasks_per_step", "n_train_tasks", "lora_r", "lora_alpha", "save_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                bad(name, "must be an integer ≥ 1")
+        if self.k < 2:
+            bad("k", "GRPO needs at least 2 rollouts per task to compare them (paper: 8)")
+        for name in ("beta", "clip_eps", "adv_eps", "min_group_std", "temperature", "lr", "weight_decay", "max_grad_norm"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                bad(name, "must be a number ≥ 0")
+        if self.curriculum not in ("paper", "progressive"):
+            bad("curriculum", "use 'paper' or 'progressive'")
+        if self.reward not in ("all", "answer_only"):
+            bad("reward", "use 'all' or 'answer_only'")
+        if self.device not in ("auto", "cpu", "cuda"):
+            bad("device", "use 'auto', 'cpu' or 'cuda'")
+        if self.unsloth not in ("auto", "on", "off"):
+            bad("unsloth", "use 'auto', 'on' or 'off'")
+        if len(self.phase_fractions) != 2 or not 0 < self.phase_fractions[0] < self.phase_fractions[1] <= 1:
+            bad("phase_fractions", "two increasing fractions in (0, 1], e.g. [0.34, 0.67]")
+        unknown = sorted(set(self.lora_targets) - set(LORA_TARGETS))
+        if unknown or not self.lora_targets:
+            bad("lora_targets", f"choose from {', '.join(LORA_TARGETS)}")
+        from agemem_lite.eval.harness import BENCHES
+
+        for name in ("benches", "heldout_benches"):
+            wrong = [b for b in getattr(self, name) if b not in BENCHES]
+            if wrong:
+                bad(name, f"unknown bench(es) {wrong}; training uses the QA benches {', '.join(BENCHES)}")
+        if not self.benches:
+            bad("benches", "name at least one task source")
+        self.episode_config()   # validates the overrides
+
+    def episode_config(self, **extra) -> EpisodeConfig:
+        """The rollout episode config: our overrides, the agemem method, the reward mode."""
+        known = {f.name for f in dataclasses.fields(EpisodeConfig)}
+        unknown = sorted(set(self.episode) - known)
+        if unknown:
+            raise ConfigError(f"episode: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = {**self.episode, **extra, "method": "agemem"}
+        reward = dict(values.pop("reward", {}) or {})
+        reward["answer_only"] = self.reward == "answer_only"
+        try:
+            return EpisodeConfig(**values, reward=reward)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"episode: {e}") from None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | dict | None = None) -> "TrainConfig":
+        """A recipe file (TOML) then ``key=value`` overrides (values parsed as TOML, else strings)."""
+        values: dict = {}
+        if path is not None:
+            values = _read_toml(_recipe_path(path))
+        items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides or []]
+        for key, value in items:
+            target = values
+            *parents, leaf = key.split(".")
+            for p in parents:
+                target = target.setdefault(p, {})
+                if not isinstance(target, dict):
+                    raise ConfigError(f"--set {key}: {p} is not a table")
+            target[leaf] = value
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**values)
+
+
+def _recipe_path(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_file():
+        return p
+    named = RECIPES_DIR / f"{path}.toml"
+    if named.is_file():
+        return named
+    known = ", ".join(sorted(q.stem for q in RECIPES_DIR.glob("*.toml")))
+    raise ConfigError(f"no recipe or config file {str(path)!r} (built-in recipes: {known})")
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"{path}: not a readable TOML config: {e}") from None
+
+
+def _split(item: str) -> tuple[str, object]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: write key=value, e.g. --set lr=1e-5")
+    key, raw = item.split("=", 1)
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        import tomli as tomllib
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(v)   # bool, number, string: JSON spelling is valid TOML
+
+
+def dump_toml(cfg: TrainConfig) -> str:
+    """The resolved config as TOML (what the run folder keeps; None values are left out)."""
+    lines, tables = [], []
+    for k, v in cfg.to_dict().items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif v is not None:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["TrainConfig", "LORA_TARGETS", "RECIPES_DIR", "dump_toml"]
