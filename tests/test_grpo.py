@@ -158,3 +158,19 @@ def test_overrides_and_clear_errors():
         TrainConfig.load("tiny", ["episode.nmax=2"])
     with pytest.raises(ConfigError, match="no recipe"):
         TrainConfig.load("nonexistent-recipe")
+
+
+# -- CLI: bad input is one line -------------------------------------------------------------------
+
+def test_train_cli_errors_are_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from agemem_lite.cli import main
+
+    runner = CliRunner()
+    r = runner.invoke(main, ["--data-dir", str(tmp_path), "train", "--recipe", "no-such-recipe"])
+    assert r.exit_code == 1 and "no recipe or config file" in r.output and "Traceback" not in r.output
+    r = runner.invoke(main, ["--data-dir", str(tmp_path), "train", "--recipe", "tiny", "--set", "k=1"])
+    assert r.exit_code == 1 and "k=1" in r.output
+    r = runner.invoke(main, ["--data-dir", str(tmp_path), "export", str(tmp_path / "nope"), "--name", "x"])
+    assert r.exit_code == 1 and "not a training run folder" in r.output and "Traceback" not in r.output

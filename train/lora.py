@@ -45,6 +45,8 @@ def load_trainable(folder, cfg, device: str):
 
     torch.manual_seed(cfg.seed)
     if wants_unsloth(cfg, device):
+        # Unsloth fuses the loss and returns no logits unless asked; GRPO needs log-probs.
+        os.environ.setdefault("UNSLOTH_RETURN_LOGITS", "1")
         try:
             from unsloth import FastLanguageModel
         except Exception as e:   # noqa: BLE001 - unsloth raises plain Exceptions without a GPU

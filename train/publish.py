@@ -48,8 +48,8 @@ def load_run_model(settings, run_dir: str | Path, which: str = "best"):
     from .lora import load_adapter_state, load_trainable
 
     run = Path(run_dir)
-    cfg = TrainConfig.load(run / "config.toml", {"device": "cpu", "unsloth": "off", "gradient_checkpointing": False})
     d = checkpoint_dir(run, which)
+    cfg = TrainConfig.load(run / "config.toml", {"device": "cpu", "unsloth": "off", "gradient_checkpointing": False})
     state = json.loads((d / "state.json").read_text())
     base = Path(state["base_gguf"]) if Path(state.get("base_gguf", "")).is_file() else resolve_base(settings, cfg.base)
     folder = materialise(base, settings.data_dir / "cache" / "train")

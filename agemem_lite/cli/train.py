@@ -74,6 +74,8 @@ def export_cmd(ctx, run_dir, name, checkpoint, outtype, quant) -> None:
     """Merge a run's LoRA into its base, write a GGUF, quantise it, register it as NAME.
 
     Then: agemem chat --policy NAME (or set policy = "NAME" in config.toml), agemem eval --policy NAME.
+
+    Example: agemem export runs/qwen --name qwen-grpo --quantize q4_k_m
     """
     _need_training_deps()
     from train.publish import export_run
