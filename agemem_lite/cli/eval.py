@@ -8,6 +8,7 @@ from typing import Iterator
 
 import click
 
+from .. import decisions
 from ..assistant import open_policy
 from ..baselines import METHODS
 from ..embed import load_embedder
@@ -56,7 +57,8 @@ def _check_policy(settings, name: str) -> None:
               help="Comma-separated benchmarks: hotpot, longmemeval (generated offline), or NAME:PATH for an "
                    "official file (hotpot:PATH, longmemeval:PATH, locomo:PATH); long-horizon environments "
                    "(" + ", ".join(harness.ENV_BENCHES) + "; pip install 'agemem-lite[envs]') score "
-                   "success / progress.")
+                   "success / progress. decisions[:train|heldout|natural]: single protocol decisions "
+                   "(accuracy per action class; default heldout and natural, --n items per generated split).")
 @click.option("--methods", default=None, help="Comma-separated methods. Default: all of " + ", ".join(METHODS) + ".")
 @click.option("--policy", "-m", default=None,
               help="Policy model name (see `agemem models list`). Default: from settings.")
@@ -84,6 +86,9 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
     Example: agemem eval --bench babyai,tyreworld --methods agemem,no-memory,full-context --n 3
     """
     s = ctx.settings
+    splits = decisions.parse_bench(benches)
+    if splits is not None:
+        return _eval_decisions(ctx, splits, policy, n, seed, out, methods or judge)
     specs = harness.parse_benches(benches)
     names = harness.parse_methods(methods)
     s.policy, s.seed = policy or s.policy, seed
@@ -115,6 +120,25 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
     ctx.emit({"out": str(out), "report": str(path), "ran": result.ran, "loaded": result.loaded, "aggregate": agg},
              f"{result.ran} episodes run, {result.loaded} loaded from {out}\n\n"
              + "\n\n".join(t for t in (report.table2(agg), report.llm_table(agg)) if t) + f"\n\nreport: {path}")
+
+
+def _eval_decisions(ctx, splits, policy, n, seed, out, unused) -> None:
+    """--bench decisions: one step per item, no tools run (``agemem_lite.decisions``)."""
+    if unused:
+        raise ConfigError("--methods and --judge do not apply to --bench decisions")
+    s = ctx.settings
+    s.policy, s.seed = policy or s.policy, seed
+    _check_policy(s, s.policy)
+    out = out or s.data_dir / "eval" / f"{s.policy}-decisions-seed{seed}"
+    pol = open_policy(s)
+    try:
+        with _episode_bar("decisions") as progress:
+            text, scores = decisions.run_bench(pol, splits, n=n, seed=seed, out_dir=out, budget=s.context_budget,
+                                               guided=s.guided, progress=progress)
+    finally:
+        pol.close()
+    ctx.emit({"out": str(out), "report": str(out / decisions.REPORT_NAME), "scores": scores},
+             f"{text}\n\nreport: {out / decisions.REPORT_NAME}")
 
 
 COMMANDS = [eval_cmd]

@@ -1,0 +1,346 @@
+"""The protocol decision set (agemem_lite.decisions): labels, split hygiene, serving format,
+oracle, scoring, and one smoke run of the real SmolLM2 policy."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agemem_lite import decisions as D
+from agemem_lite import prompts
+from agemem_lite.cli import main
+from agemem_lite.memory.tools import grammar_schemas
+from agemem_lite.protocol import parse_step
+
+
+@pytest.fixture(scope="module")
+def train():
+    return D.generate(350, 0, "train")
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return D.generate(350, 0, "heldout")
+
+
+def hist_tokens(item) -> int:
+    return sum(D.est_tokens(m["content"]) for m in item.history)
+
+
+def _alt(*pools: str) -> str:
+    return "(?:" + "|".join(re.escape(v) for p in pools for sp in ("train", "heldout") for v in D.POOLS[p][sp]) + ")"
+
+
+_SLOT = {"species": _alt("species"), "rel": "(?:sister|brother)", "name": r"\w+"}
+_VALUE = {"job": _alt("job"), "hobby": _alt("hobby"), "diet": _alt("diet"), "food": _alt("food"),
+          "gym": _alt("gym"), "language": _alt("language"), "pet": r"\w+", "partner": r"\w+",
+          "doctor": r"\w+", "birthday": r"\w+ \d+"}
+
+
+def about(fact: str, content: str) -> bool:
+    """Is this memory sentence of that fact type? (Its template with the slots as patterns.)"""
+    pattern = re.escape(D.FACTS[fact].sentence)
+    for slot, pat in {**_SLOT, "v": _VALUE.get(fact, ".+")}.items():
+        pattern = pattern.replace(re.escape("{" + slot + "}"), pat)
+    return re.fullmatch(pattern, content) is not None
+
+
+def stored_in_history(item) -> list[str]:
+    """Contents of the Add_memory calls in the item's earlier turns."""
+    out = []
+    for m in item.history:
+        if m["role"] == "assistant":
+            out += [c.arguments["content"] for c in parse_step(m["content"]).calls if c.name == "Add_memory"]
+    return out
+
+
+# -- labels -------------------------------------------------------------------------------------
+
+def test_hand_checked_generated_cases():
+    """Items 1 (update), 2 (delete) and 0 (add) of train seed 0, read and checked by hand."""
+    add, upd, dele = D.generate(3, 0, "train")
+    assert (add.label, add.user) == ("add", "By the way, my sister Meixzaeth lives in Durnskothmere.")
+    assert add.shown == [("mem_39", "The user's brother Kioriorn lives in Fumpouxwick.")]   # another sibling
+    assert add.gold == "The user's sister Meixzaeth lives in Durnskothmere." and add.target_id is None
+    assert upd.user == "Update: my sister Boxsku moved from Fymzhaesmere to Guxrouthmere."
+    assert upd.label == "update" and dict(upd.shown)[upd.target_id] == "The user's sister Boxsku lives in Fymzhaesmere."
+    assert upd.gold == "The user's sister Boxsku lives in Guxrouthmere."
+    assert dele.user == "I gave up on Greek." and dele.label == "delete"
+    assert dict(dele.shown)[dele.target_id] == "The user is learning Greek." and len(dele.shown) == 2
+
+
+def test_labels_follow_what_is_shown(train, heldout):
+    for it in train + heldout:
+        ids = [m for m, _ in it.shown]
+        assert len(ids) == len(set(ids)) and all(m.startswith("mem_") and 1 <= int(m[4:]) <= 40 for m in ids)
+        contents = dict(it.shown)
+        same_type = [c for c in contents.values() if it.fact and about(it.fact, c)]
+        earlier = stored_in_history(it)
+        if it.label in ("update", "delete"):
+            target = contents[it.target_id]
+            assert about(it.fact, target) and same_type == [target]
+            if it.label == "update":    # the new value replaces the old one
+                assert it.gold != target and about(it.fact, it.gold)
+            else:
+                assert it.gold == target
+        elif it.label == "add":
+            assert about(it.fact, it.gold) and it.gold not in contents.values()
+            assert not any(about(it.fact, c) for c in earlier)
+            if it.fact != "sibling":
+                assert same_type == []
+            else:   # another sibling's memory may be shown, never this sibling's
+                name = it.gold.split()[3]
+                assert all(name not in c for c in same_type)
+        elif it.label == "retrieve":
+            if it.fact == "sibling":    # a sibling memory may be shown, never one about the asked relation
+                rel = "sister" if "sister" in it.user else "brother"
+                assert all(rel not in c for c in same_type)
+            else:
+                assert same_type == []
+            assert not any(about(it.fact, c) for c in earlier)
+        elif it.label == "answer" and it.basis == "memory":
+            assert about(it.fact, contents[it.target_id]) and same_type == [contents[it.target_id]]
+        elif it.label == "answer" and it.basis == "history":
+            assert same_type == [] and [c for c in earlier if about(it.fact, c)]
+        elif it.label == "answer":
+            assert it.basis in ("chat", "general") and it.fact == ""
+    assert Counter(it.basis for it in train if it.label == "answer").keys() == {"memory", "history", "chat", "general"}
+
+
+def test_long_contexts_only_for_filter_and_summary(train, heldout):
+    for it in train + heldout:
+        if it.label in ("filter", "summary"):
+            assert 0.5 * it.budget <= hist_tokens(it) <= 0.95 * it.budget
+            mentions = it.basis.lower() in it.user.lower()
+            assert mentions == (it.label == "summary")     # the one cue that separates them
+            assert sum(it.basis in m["content"] for m in it.history if m["role"] == "user") >= 5
+        else:
+            assert hist_tokens(it) < 0.1 * it.budget
+
+
+def test_natural_set_is_small_hand_checked_and_covers_every_class():
+    items = D.natural_items()
+    assert 20 <= len(items) <= 30 and {it.label for it in items} == set(D.CLASSES)
+    assert all(it.split == "natural" for it in items) and len({it.id for it in items}) == len(items)
+    for it in items:
+        if it.label in ("update", "delete") or (it.label == "answer" and it.basis == "memory"):
+            assert it.target_id in dict(it.shown)
+        assert (hist_tokens(it) >= 0.5 * it.budget) == (it.label in ("filter", "summary"))
+
+
+# -- splits, determinism, balance --------------------------------------------------------------
+
+def test_train_and_heldout_share_no_template_and_no_entity(train, heldout):
+    t_templates, h_templates = {it.template for it in train}, {it.template for it in heldout}
+    assert len(t_templates) > 60 and len(h_templates) > 40
+    assert not t_templates & h_templates
+    t_ent = {e for it in train for e in it.entities}
+    h_ent = {e for it in heldout for e in it.entities}
+    assert len(t_ent) > 500 and len(h_ent) > 500
+    assert not t_ent & h_ent
+    # and no wording: every pool of words the model reads is partitioned
+    for pools in (*D.POOLS.values(), D.CHAT, D.GENERAL, D.ACK, D.PASTE, D.PASTE_ACK, D.FILLER, D.REQUESTS):
+        assert not set(pools["train"]) & set(pools["heldout"])
+    for group in (D.FRAMES["add"], D.FRAMES["update"], D.FRAMES["delete"], D.FRAMES["ask"], D.FILTER_FRAMES,
+                  D.SUMMARY_TURNS):
+        assert not set(group["train"]) & set(group["heldout"])
+        assert not set(group["train"].values()) & set(group["heldout"].values())
+    for fact in D.FACTS.values():
+        for kind in ("add", "update", "delete", "ask"):
+            wordings = getattr(fact, kind)
+            assert wordings[2] not in wordings[:2]
+    # the entities really are in the words the model reads
+    it = next(i for i in heldout if i.label == "update")
+    text = json.dumps(D.messages(it)[-1])
+    assert sum(e in text for e in it.entities) >= 2
+
+
+def test_same_seed_same_items_prefix_stable_and_balanced():
+    a = [it.to_dict() for it in D.generate(70, 5, "heldout")]
+    assert a == [it.to_dict() for it in D.generate(70, 5, "heldout")]
+    assert a[:10] == [it.to_dict() for it in D.generate(10, 5, "heldout")]
+    assert a != [it.to_dict() for it in D.generate(70, 6, "heldout")]
+    assert Counter(d["label"] for d in a) == {c: 10 for c in D.CLASSES}
+    assert Counter(it.label for it in D.generate(9, 0, "train")) == {
+        "add": 2, "update": 2, "delete": 1, "retrieve": 1, "answer": 1, "filter": 1, "summary": 1}
+    only = D.generate(6, 0, "train", classes=("update", "delete"))
+    assert [it.label for it in only] == ["update", "delete"] * 3
+    with pytest.raises(ValueError, match="natural_items"):
+        D.generate(3, 0, "natural")
+    with pytest.raises(ValueError, match="choose from"):
+        D.generate(3, 0, "train", classes=("store",))
+    # JSON round trip
+    for d in a[:14]:
+        assert D.DecisionItem.from_dict(json.loads(json.dumps(d))).to_dict() == d
+
+
+# -- serving format ------------------------------------------------------------------------------
+
+def test_messages_are_the_serving_context():
+    it = next(i for i in D.generate(14, 2, "heldout") if i.label == "update" and i.history)
+    system = prompts.render_system(today="2025-03-04", budget=1234, tool_schemas=grammar_schemas())
+    msgs = D.messages(it, today="2025-03-04", budget=1234, guided=True)
+    demos = prompts.render_demonstrations()
+    assert msgs[0] == {"role": "system", "content": system} and "Context budget: 1234 tokens" in system
+    assert msgs[1:1 + len(demos)] == demos
+    assert msgs[1 + len(demos):-1] == it.history
+    last = msgs[-1]
+    assert last == {"role": "user", "content": prompts.render_user_turn(it.user, prompts.render_related(it.shown))}
+    assert last["content"].startswith(prompts.RELATED_HEADER) and last["content"].endswith(f"User: {it.user}")
+    for mid, content in it.shown:
+        assert f"[{mid}] {content}" in last["content"]
+    bare = D.messages(it, guided=False)
+    assert bare[1:-1] == it.history and f"Today is {D.TODAY}" in bare[0]["content"]
+    assert f"Context budget: {it.budget} tokens" in bare[0]["content"]
+    # history holds serving-format messages: user turns with their header, no think left
+    assert all(m["role"] in ("user", "assistant", "tool") for m in it.history)
+    assert all("<think>" not in m["content"] for m in it.history)
+    assert all(m["content"].startswith(("[Related memories", )) for m in it.history if m["role"] == "user")
+
+
+def test_no_item_uses_the_demonstration_ids(train):
+    for it in train + D.natural_items():
+        text = json.dumps(D.messages(it, guided=False))
+        assert not any(f"mem_9{k}" in text for k in (1, 2, 3))
+
+
+# -- oracle and scoring ---------------------------------------------------------------------------
+
+def _grammar_order(name: str) -> list[str]:
+    [schema] = [s for s in grammar_schemas() if s["name"] == name]
+    props, req = schema["parameters"]["properties"], schema["parameters"]["required"]
+    return [k for k in props if k in req] + [k for k in props if k not in req]
+
+
+def test_oracle_completions_parse_and_score_perfectly(train, heldout):
+    items = train[:140] + heldout[:140] + D.natural_items()
+    decisions = []
+    for it in items:
+        text = D.oracle_completion(it)
+        step = parse_step(text)
+        assert step.error is None, text
+        assert step.think.startswith(f"Kind: {it.kind}.") and it.kind in prompts.THINK_KINDS
+        for c in step.calls:       # what the serving grammar would decode: its key order
+            order = _grammar_order(c.name)
+            assert list(c.arguments) == [k for k in order if k in c.arguments]
+        d = D.classify(text)
+        assert (d.parsed, d.action) == (True, it.label)
+        if it.label in ("update", "delete"):
+            assert d.memory_id == it.target_id
+        decisions.append(d)
+    s = D.score(items, decisions)
+    assert s["parse_share"] == s["accuracy"] == s["strict_accuracy"] == s["id"]["accuracy"] == 1.0
+    assert s["id"]["n"] == sum(it.label in ("update", "delete") for it in items)
+    assert all(v["accuracy"] == 1.0 for v in s["per_class"].values())
+
+
+def test_classify_maps_steps_to_classes():
+    assert D.classify("<think>x</think>\n<answer>hi</answer>") == D.Decision(True, "answer")
+    assert D.classify("<think>x</think>\nI will just say hi") == D.Decision(False, "unparsed")
+    unknown = '<think>x</think>\n<tool_call>[{"name": "Forget", "arguments": {}}]</tool_call>'
+    assert D.classify(unknown).action == "other"
+    two = ('<think>x</think>\n<tool_call>[{"name": "Retrieve_memory", "arguments": {"query": "a"}}, '
+           '{"name": "Update_memory", "arguments": {"memory_id": "mem_3", "content": "b"}}]</tool_call>')
+    assert D.classify(two) == D.Decision(True, "retrieve")      # the first call decides
+    upd = '<tool_call>{"name": "Update_memory", "arguments": {"memory_id": 7, "content": "b"}}</tool_call>'
+    assert D.classify(upd) == D.Decision(True, "update", "7")
+    assert D.same_id("7", "mem_7") and D.same_id(" mem_7 ", "mem_7") and not D.same_id("mem_8", "mem_7")
+    assert not D.same_id(None, "mem_7") and not D.same_id("sister_birthday", "mem_7")
+
+
+def test_score_matches_hand_computed_numbers():
+    mk = lambda label, target=None: D.DecisionItem(id=label, split="train", label=label, user="u",  # noqa: E731
+                                                   target_id=target)
+    items = [mk("add"), mk("add"), mk("update", "mem_3"), mk("update", "mem_4"), mk("delete", "mem_5"),
+             mk("retrieve"), mk("answer"), mk("filter"), mk("summary"), mk("summary")]
+    decisions = [D.Decision(True, "add"),                 # right
+                 D.Decision(True, "retrieve"),            # wrong
+                 D.Decision(True, "update", "mem_3"),     # right, right id
+                 D.Decision(True, "update", "mem_9"),     # right, wrong id
+                 D.Decision(True, "update", "mem_5"),     # wrong class
+                 D.Decision(True, "retrieve"),            # right
+                 D.Decision(False, "unparsed"),           # unparsed
+                 D.Decision(True, "summary"),             # wrong
+                 D.Decision(True, "summary"),             # right
+                 D.Decision(True, "other")]               # unknown tool
+    s = D.score(items, decisions)
+    assert (s["n"], s["parsed"], s["parse_share"]) == (10, 9, 0.9)
+    assert (s["correct"], s["accuracy"]) == (5, 0.5)
+    assert (s["strict_correct"], s["strict_accuracy"]) == (4, 0.4)
+    assert s["id"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    pc = s["per_class"]
+    assert pc["add"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert pc["update"] == {"n": 2, "correct": 2, "accuracy": 1.0}
+    assert pc["delete"]["accuracy"] == 0.0 and pc["answer"]["accuracy"] == 0.0 and pc["summary"]["accuracy"] == 0.5
+    c = s["confusion"]
+    assert c["add"]["retrieve"] == 1 and c["delete"]["update"] == 1 and c["answer"]["unparsed"] == 1
+    assert c["filter"]["summary"] == 1 and c["summary"]["other"] == 1 and c["summary"]["summary"] == 1
+    assert sum(v for row in c.values() for v in row.values()) == 10
+    report = D.render_report(s, "train split")
+    assert "### train split (n = 10)" in report and "steps that parse: 90.0 % (9/10)" in report
+    assert "| update | 2 | 2 | 100.0 % |" in report and "(1/2)" in report
+    assert "| delete | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |" in report
+    assert "| retrieve | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |" not in report
+    with pytest.raises(ValueError):
+        D.score(items, decisions[:3])
+    empty = D.score([], [])
+    assert empty["accuracy"] is None and "–" in D.render_report(empty)
+
+
+# -- the CLI entry --------------------------------------------------------------------------------
+
+def test_parse_bench():
+    assert D.parse_bench("hotpot,longmemeval") is None
+    assert D.parse_bench("decisions") == ["heldout", "natural"]
+    assert D.parse_bench("decisions:train, decisions:natural,decisions:train") == ["train", "natural"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--bench", "decisions,hotpot"], "runs on its own"),
+    (["--bench", "decisions:test"], "decisions:heldout"),
+    (["--bench", "decisions", "--methods", "agemem"], "do not apply"),
+    (["--bench", "decisions", "--policy", "minilm-l6-v2"], "is an embedder, not a policy"),
+])
+def test_cli_errors_are_one_line(tmp_path, args, message):
+    r = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "eval", *args])
+    assert r.exit_code == 1 and r.output.startswith("Error:") and message in r.output, r.output
+    assert r.output.strip().count("\n") == 0
+
+
+# -- the real small policy ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_smollm2_decisions_parse_and_report(small_policy, data_dir, tmp_path, monkeypatch):
+    """SmolLM2-135M on three items (two through ``run_decisions`` with the guided "Kind:"
+    think, one through the CLI unguided): structure only. The grammar guarantees a parse;
+    the model is too weak to choose well. Short items, no demonstrations and small token
+    caps keep it to three short prompts."""
+    monkeypatch.setattr(small_policy, "max_new_tokens", 48)
+    monkeypatch.setattr(small_policy, "think_tokens", 16)
+    items = D.generate(2, 0, "heldout")
+    decisions, records = D.run_decisions(small_policy, items, guided=False)
+    assert all(d.parsed for d in decisions), [r["completion"] for r in records]
+    assert all(r["completion"].startswith("<think>Kind: ") for r in records)
+    assert [r["label"] for r in records] == ["add", "update"] and all(r["prompt_tokens"] > 300 for r in records)
+    s = D.score(items, decisions)
+    assert s["parse_share"] == 1.0 and sum(s["confusion"]["add"].values()) == 1
+    assert "### smoke (n = 2)" in D.render_report(s, "smoke")
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(Path(data_dir) / "models", target_is_directory=True)
+    (home / "config.toml").write_text("max_new_tokens = 48\nthink_tokens = 16\nguided = false\nn_threads = 1\n")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["--data-dir", str(home), "eval", "--bench", "decisions:train", "--n", "1",
+                                  "--policy", "smollm2-135m", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "### train split (n = 1)" in r.output and f"report: {out / D.REPORT_NAME}" in r.output
+    saved = json.loads((out / "decisions-train.json").read_text())
+    assert saved["scores"]["n"] == 1 and saved["records"][0]["parsed"] is True
+    assert D.DecisionItem.from_dict(saved["items"][0]).label == "add"
+    assert (out / D.REPORT_NAME).read_text().startswith("## Protocol decisions: smollm2-135m")
