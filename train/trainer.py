@@ -97,9 +97,9 @@ class GRPOTrainer:
             max_new_tokens=cfg.max_new_tokens, think_tokens=cfg.think_tokens, guided=cfg.guided,
             temperature=cfg.temperature, n_threads=cfg.threads)
         self.settings = settings
-        self.episode_cfg = cfg.episode_config(**({} if "t_max" in cfg.episode else {"t_max": cfg.n_ctx}),
-                                              **({} if "demonstrations" in cfg.episode
-                                                 else {"demonstrations": cfg.guided}))
+        # the context budget and demonstrations follow the rollout settings unless the recipe sets them
+        defaults = {"t_max": cfg.n_ctx, "demonstrations": cfg.guided}
+        self.episode_cfg = cfg.episode_config(**{k: v for k, v in defaults.items() if k not in cfg.episode})
         self.step = 0
         self.best = None            # best held-out mean reward
         self._opened = False
@@ -249,7 +249,7 @@ class GRPOTrainer:
 
         cfg, model, dev = self.cfg, self.model, self.device
         bs = cfg.minibatch_size or len(samples)
-        batches = [samples[i:i + bs] for i in range(0, len(samples), bs)]
+        batches = [range(i, min(i + bs, len(samples))) for i in range(0, len(samples), bs)]
         n_opt_steps = cfg.updates_per_step * len(batches)
         masks = [torch.tensor(s.mask, device=dev) for s in samples]
         ref, old = [None] * len(samples), [None] * len(samples)
@@ -263,12 +263,11 @@ class GRPOTrainer:
                        for s in samples]
         stats, norms = [], []
         model.train()
-        index = {id(s): i for i, s in enumerate(samples)}
         for _ in range(cfg.updates_per_step):
             for batch in batches:
                 self.optimizer.zero_grad(set_to_none=True)
-                for s in batch:
-                    i = index[id(s)]
+                for i in batch:
+                    s = samples[i]
                     logp = completion_logprobs(model, s.prompt_ids, s.completion_ids, device=dev, bf16=cfg.bf16)
                     loss, st = sample_loss(logp, old[i] if old[i] is not None else logp.detach(), ref[i],
                                            masks[i], s.advantage, clip_eps=cfg.clip_eps, beta=cfg.beta)
