@@ -42,8 +42,20 @@ class TrainConfig:
     heldout_seed: int = _f(0, "Seed of the held-out tasks (0 = the tasks `agemem eval --seed 0` runs).")
     episode: dict = _f({}, "EpisodeConfig overrides for rollouts and held-out evaluation "
                        "(e.g. n_max, n_distractors, max_steps_per_turn, demonstrations, t_max).")
+    # -- warm start (supervised, before GRPO; train.warm_start) ---------------------------------
+    warm_start_items: int = _f(0, "Decision-set items (train split) whose oracle turns the LoRA imitates "
+                               "before GRPO; 0 = no warm start.")
+    warm_start_epochs: float = _f(1.0, "Epochs over the warm-start turns.")
+    warm_start_lr: float = _f(2e-4, "Learning rate of the warm start (cosine schedule).")
+    warm_start_long_share: float = _f(0.3, "Share of Filter/Summary items kept (their ~4k-token contexts "
+                                      "cost ~8 short items each on a CPU).")
+    warm_start_long_budget: int = _f(2048, "Context budget the Filter/Summary items are generated for "
+                                     "(their pasted history fills 50-80 % of it).")
+    warm_start_max_tokens: int = _f(5000, "Warm-start turns longer than this are dropped.")
+    init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) instead "
+                           "of fresh adapters; its rank must be lora_r.")
     # -- GRPO (SPEC §6) -------------------------------------------------------------------------
-    steps: int = _f(100, "GRPO steps (paper: ~100).")
+    steps: int = _f(100, "GRPO steps (paper: ~100); 0 = the warm start only.")
     tasks_per_step: int = _f(1, "Tasks (groups) per GRPO step.")
     k: int = _f(8, "Rollouts per task (paper: K = 8).")
     beta: float = _f(0.1, "KL coefficient to the reference policy (adapters disabled); paper 0.1.")
@@ -86,12 +98,22 @@ class TrainConfig:
         def bad(name, why):
             raise ConfigError(f"{name}={getattr(self, name)!r}: {why}")
 
-        for name in ("steps", "tasks_per_step", "n_train_tasks", "lora_r", "lora_alpha", "save_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                bad(name, "must be an integer ≥ 1")
+        for name in ("steps", "tasks_per_step", "n_train_tasks", "lora_r", "lora_alpha", "save_every",
+                     "warm_start_items", "warm_start_max_tokens", "warm_start_long_budget"):
+            low = 0 if name in ("steps", "warm_start_items") else 1
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
+                    or getattr(self, name) < low:
+                bad(name, f"must be an integer ≥ {low}")
+        if self.steps == 0 and not self.warm_start_items:
+            bad("steps", "0 GRPO steps trains nothing unless warm_start_items > 0")
+        if self.warm_start_items and self.init_adapter:
+            bad("init_adapter", "give either a warm start or an initial adapter, not both")
+        if not 0 <= self.warm_start_long_share <= 1:
+            bad("warm_start_long_share", "must be in [0, 1]")
         if self.k < 2:
             bad("k", "GRPO needs at least 2 rollouts per task to compare them (paper: 8)")
-        for name in ("beta", "clip_eps", "adv_eps", "min_group_std", "temperature", "lr", "weight_decay", "max_grad_norm"):
+        for name in ("beta", "clip_eps", "adv_eps", "min_group_std", "temperature", "lr", "weight_decay",
+                     "max_grad_norm", "warm_start_epochs", "warm_start_lr"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 bad(name, "must be a number ≥ 0")

@@ -126,7 +126,12 @@ class GRPOTrainer:
                               "from; pass the GGUF (or a registry name) as base")
         self.device = pick_device(cfg)
         self.log(f"base {self.base_gguf.name} -> {folder.name}; device {self.device}")
+        init = Path(cfg.init_adapter) if cfg.init_adapter else None
+        if cfg.warm_start_items:
+            init = self._warm_start(folder)   # before the GRPO model exists: one model in memory at a time
         self.model, self.backend = load_trainable(folder, cfg, self.device)
+        if init is not None:
+            self._load_init_adapter(init)
         self.params = trainable_parameters(self.model)
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.embedder = load_embedder(self.settings)
@@ -143,6 +148,39 @@ class GRPOTrainer:
         if overlap:
             raise ConfigError(f"held-out tasks also in training ({sorted(overlap)[:3]}): use another train_seed")
         self._opened = True
+
+    def _warm_start(self, folder: Path) -> Path:
+        """Supervised warm start (``train.warm_start``) into ``out/warm_start``, once per run folder."""
+        from .warm_start import run_sft
+
+        cfg, d = self.cfg, self.out / "warm_start"
+        if (d / "sft.json").is_file():
+            self.log(f"warm start already done: {d}")
+            return d / "adapter"
+        shutil.rmtree(d, ignore_errors=True)
+        summary = run_sft(self.base_gguf, folder, d, n_items=cfg.warm_start_items, seed=cfg.seed,
+                          epochs=cfg.warm_start_epochs, lr=cfg.warm_start_lr, lora_r=cfg.lora_r,
+                          lora_alpha=cfg.lora_alpha, targets=list(cfg.lora_targets),
+                          long_share=cfg.warm_start_long_share,
+                          long_budget=cfg.warm_start_long_budget, max_tokens=cfg.warm_start_max_tokens,
+                          threads=cfg.threads, bf16=cfg.bf16, log=self.log, progress=self.progress)
+        self._append_log({"type": "warm_start", **summary})
+        return d / "adapter"
+
+    def _load_init_adapter(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        from .lora import load_adapter_state
+
+        f = Path(folder) / "adapter_model.safetensors"
+        if not f.is_file():
+            raise ConfigError(f"init_adapter {folder}: no adapter_model.safetensors (a PEFT adapter folder)")
+        conf = json.loads((Path(folder) / "adapter_config.json").read_text())
+        if conf.get("r") != self.cfg.lora_r or conf.get("lora_alpha") != self.cfg.lora_alpha:
+            raise ConfigError(f"init_adapter {folder}: r={conf.get('r')}, alpha={conf.get('lora_alpha')}; "
+                              f"this run has lora_r={self.cfg.lora_r}, lora_alpha={self.cfg.lora_alpha}")
+        load_adapter_state(self.model, load_file(str(f), device=self.device))
+        self.log(f"adapters initialised from {folder}")
 
     def _n_distractors(self) -> int:
         c = self.episode_cfg
@@ -163,8 +201,9 @@ class GRPOTrainer:
             return None
         from .export import export_adapter
 
-        # not loaded back here: the rollout policy loads it next and fails with one clear line
-        return export_adapter(self.model, self.base_gguf, path, check=False)
+        # f16: what ships (r 8 on the 0.5B model: ~8.8 MB); not loaded back here: the rollout
+        # policy loads it next and fails with one clear line
+        return export_adapter(self.model, self.base_gguf, path, dtype="f16", check=False)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _ckpt_dir(self, step: int) -> Path:
@@ -407,6 +446,9 @@ class GRPOTrainer:
                 if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                     evals.append(self.evaluate())
                     bar.write(_eval_line(evals[-1]))
+            if not (self.out / "best").is_dir():   # no held-out evaluation ran: the final adapter is "best"
+                self.save()
+                self._save_best(self._adapter_gguf(self.out / "eval-adapter.gguf"))
         finally:
             bar.close()
             with contextlib.suppress(Exception):

@@ -25,7 +25,8 @@ def _need_training_deps() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a setting, e.g. --set lr=1e-5 --set episode.n_max=2 (repeatable).")
 @click.option("--base", default=None, help="Base policy: registry name, GGUF path or HF folder.")
-@click.option("--steps", type=click.IntRange(1), default=None, help="GRPO steps (a resume may raise it).")
+@click.option("--steps", type=click.IntRange(0), default=None,
+              help="GRPO steps (a resume may raise it; 0 = the warm start only).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder. Default: <data dir>/runs/<recipe or 'run'>.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
@@ -40,6 +41,8 @@ def train_cmd(ctx, recipe, overrides, base, steps, out, resume, seed) -> None:
     Example: agemem train --recipe cpu-small --out runs/smol
 
     Example: agemem train --recipe default --set k=4 --steps 20
+
+    Example: agemem train --recipe default --steps 0   (the warm start only)
     """
     _need_training_deps()
     from train.config import TrainConfig
@@ -55,8 +58,9 @@ def train_cmd(ctx, recipe, overrides, base, steps, out, resume, seed) -> None:
         summary = trainer.run(resume=resume)
     finally:
         trainer.close()
-    ctx.emit(summary, f"trained {summary['steps']} steps -> {out}\n"
+    ctx.emit(summary, f"trained {summary['steps']} GRPO steps -> {out}\n"
              f"best held-out reward: {summary['best_heldout_reward']}\n"
+             f"GGUF LoRA adapter (llama.cpp, on {cfg.base}): {out / 'best' / 'adapter.gguf'}\n"
              f"export: agemem export {out} --name NAME")
 
 

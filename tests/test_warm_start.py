@@ -1,0 +1,125 @@
+"""Warm start (train.warm_start): oracle turns, their token masks, and one tiny SFT run.
+
+The oracle turns are checked on their content (what a right policy does after a tool
+result); the masks on real tokens of the small model (llama.cpp's tokenizer, as the
+rollouts use); the run on SmolLM2 through the trainer with the `default` recipe's warm
+start (steps = 0): real TRL SFT, real gradients, a GGUF adapter that llama.cpp loads.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from agemem_lite import decisions as D
+from agemem_lite.errors import ConfigError
+from agemem_lite.protocol import parse_step
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+pytest.importorskip("trl")
+
+from train.config import TrainConfig  # noqa: E402
+from train.warm_start import build_turns, retrieve_turn, tokenize_turn, turns_of  # noqa: E402
+
+
+def _item(label: str, split: str = "train") -> D.DecisionItem:
+    return next(it for it in D.generate(21, 3, split) if it.label == label)
+
+
+def test_write_turns_end_with_a_reply_after_the_tool_result():
+    r = random.Random(0)
+    for label, result in (("add", "stored as mem_"), ("update", "updated"), ("delete", "deleted")):
+        it = _item(label)
+        (turn,) = turns_of(it, r)
+        assert len(turn.steps) == 2 and len(turn.tool_results) == 1
+        first, second = (parse_step(s) for s in turn.steps)
+        assert first.error is None and first.calls[0].name == D.oracle_call(it)["name"]
+        assert result in turn.tool_results[0]
+        if label != "add":
+            assert it.target_id in turn.tool_results[0]
+        assert second.error is None and second.answer and not second.calls
+
+
+def test_filter_summary_and_answer_are_single_steps():
+    r = random.Random(0)
+    for label in ("filter", "summary", "answer"):
+        (turn,) = turns_of(_item(label), r)
+        assert len(turn.steps) == 1 and not turn.tool_results
+
+
+def test_retrieve_item_learns_to_abstain_and_retrieve_turn_finds_the_hidden_memory():
+    (turn,) = turns_of(_item("retrieve"), random.Random(0))
+    assert "no memories found" in turn.tool_results[0]
+    assert "not told me" in parse_step(turn.steps[1]).answer
+    it = next(x for x in D.generate(70, 0, "train") if x.label == "answer" and x.basis == "memory")
+    ret = retrieve_turn(it)
+    hidden = dict(it.shown)[it.target_id]
+    assert hidden not in ret.context[-1]["content"]          # not shown with the user turn...
+    assert hidden in ret.tool_results[0]                     # ...but found by the search
+    assert parse_step(ret.steps[0]).calls[0].name == "Retrieve_memory"
+    assert parse_step(ret.steps[1]).answer == it.gold
+
+
+def test_build_turns_keeps_classes_and_the_long_share():
+    turns = build_turns(70, 0, long_share=0.0)
+    labels = {t.label for t in turns}
+    assert {"add", "update", "delete", "retrieve", "answer"} <= labels
+    assert not labels & {"filter", "summary"}
+    assert {t.label for t in build_turns(70, 0, long_share=1.0)} >= {"filter", "summary"}
+
+
+def test_mask_covers_exactly_the_oracle_steps(small_policy):
+    turn = turns_of(_item("update"), random.Random(1))[0]
+    ids, mask = tokenize_turn(small_policy, turn)
+    assert len(ids) == len(mask) and 0 < sum(mask) < len(ids)
+    llm = small_policy.llm
+    learnt = llm.detokenize([i for i, m in zip(ids, mask) if m]).decode()
+    assert learnt == "".join(turn.steps)
+    context = llm.detokenize([i for i, m in zip(ids, mask) if not m], special=True).decode()
+    assert turn.tool_results[0] in context and turn.context[-1]["content"] in context
+    # the first step is followed by the tool result, which is not learnt
+    first_end = len(small_policy.tokenize(small_policy.render(turn.context))) + \
+        len(small_policy.tokenize(turn.steps[0], special=False))
+    assert all(mask[first_end - len(small_policy.tokenize(turn.steps[0], special=False)):first_end])
+    assert mask[first_end] == 0
+
+
+def test_config_rules_for_the_warm_start():
+    with pytest.raises(ConfigError, match="trains nothing"):
+        TrainConfig.load("tiny", {"steps": 0})
+    with pytest.raises(ConfigError, match="not both"):
+        TrainConfig.load("tiny", {"warm_start_items": 7, "init_adapter": "x"})
+    cfg = TrainConfig.load("default", {"steps": 0})
+    assert cfg.warm_start_items > 0 and cfg.lora_r == 8
+
+
+@pytest.mark.slow
+def test_default_recipe_warm_start_on_the_small_model(settings, tmp_path):
+    """The default recipe's warm start, shrunk (7 items, one epoch), on SmolLM2; no GRPO step."""
+    from safetensors.torch import load_file
+
+    from agemem_lite.model_files import resolve
+    from agemem_lite.policy.llama import LlamaPolicy
+    from train.trainer import GRPOTrainer
+
+    cfg = TrainConfig.load("default", {"base": "smollm2-135m", "steps": 0, "warm_start_items": 7,
+                                       "warm_start_long_share": 0.0, "eval_every": 0, "threads": 2})
+    t = GRPOTrainer(cfg, settings, tmp_path / "run", progress=False)
+    try:
+        t.run()
+    finally:
+        t.close()
+    out = tmp_path / "run"
+    sft = json.loads((out / "warm_start" / "sft.json").read_text())
+    assert sft["turns"] >= 5 and sft["loss_tokens"] > 0 and sft["first_loss"] > 0
+    state = load_file(str(out / "best" / "adapter.safetensors"))
+    assert any(float(v.abs().max()) > 0 for k, v in state.items() if "lora_B" in k)   # SFT moved B off zero
+    pol = LlamaPolicy(resolve(settings, "smollm2-135m"), n_ctx=2048, n_threads=2,
+                      lora_path=str(out / "best" / "adapter.gguf"), max_new_tokens=64)
+    try:
+        assert pol.step(D.messages(_item("add"), guided=False)).text
+    finally:
+        pol.close()

@@ -1,0 +1,227 @@
+"""Warm start: supervised fine-tuning of a LoRA on oracle turns, before GRPO.
+
+The prompted 0.5B policy reasons about the right move and then answers instead of
+calling the tool (LANDSCAPE.md). GRPO cannot fix that from scratch on a CPU budget:
+a group in which no rollout ever calls Update_memory has no signal for it. So the
+policy first imitates an oracle that needs no LLM, because the generator knows the
+gold facts: ``agemem_lite.decisions`` labels every item with the right step.
+
+What one training example is (why):
+
+- One user turn in the exact serving format, without demonstrations (the trained
+  policy is served without them: ``ModelSpec.demonstrations``), with the guided
+  "Kind:" think it keeps. A tool call is followed by its tool result and the
+  closing answer, in one sequence with both assistant steps in the loss, so the
+  policy also learns to stop calling tools and reply (a policy that only learned
+  the first step loops on tools). Filter/Summary items are first steps only.
+- Retrieve follow-ups are built from memory-answered items: the target memory is
+  not shown, the oracle retrieves it, the tool result lists it, the answer uses it.
+  Retrieve items keep their "no memories found" ending so that abstaining is learnt.
+- Tokens come from llama.cpp's tokenizer (``LlamaPolicy.render`` / ``tokenize``),
+  the way rollouts and chat tokenize: the chat template's control tokens are
+  specials, the protocol tags are spelled as ordinary tokens (in this GGUF the
+  ``<tool_call>`` special tokens are untrained rows). TRL gets pre-tokenised rows
+  (``input_ids`` + ``completion_mask``), so it cannot tokenize differently.
+- TRL's ``SFTTrainer`` with a PEFT LoRA on the float model of ``train.base``; the
+  adapter is written as a llama.cpp GGUF LoRA (``export.export_adapter``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agemem_lite import decisions as D
+from agemem_lite import prompts
+from agemem_lite.protocol import render_step
+
+#: The closing reply after a successful memory write, per class (the tool result's text
+#: is what the runtime returns; replies are short so that the kind of act is what is learnt).
+_DONE = {"add": "Stored, so reply.", "update": "Updated, so reply.", "delete": "Deleted, so reply."}
+_REPLIES = {
+    "add": ["Noted, I'll remember that.", "Got it, saved.", "Okay, I've made a note of it.", "Thanks, stored."],
+    "update": ["Got it, I've updated that.", "Okay, noted the change.", "Updated, thanks for telling me."],
+    "delete": ["Okay, I've forgotten that.", "Done, I removed it.", "Got it, it's deleted."],
+}
+
+
+@dataclass
+class Turn:
+    """One user turn: the context before it and the oracle's steps, with the tool
+    results between them (``steps[i]`` is followed by ``tool_results[i]``)."""
+
+    item_id: str
+    label: str
+    context: list[dict]
+    steps: list[str]
+    tool_results: list[str]
+
+
+def _tool(name: str, text: str) -> dict:
+    return {"role": "tool", "content": prompts.render_tool_result(name, True, text)}
+
+
+def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = False) -> list[Turn]:
+    """The oracle's turn(s) for one decision item."""
+    ctx = D.messages(item, guided=demonstrations)
+    first = D.oracle_completion(item)
+    call = D.oracle_call(item)
+    lab = item.label
+    if call is None or lab in ("filter", "summary"):
+        return [Turn(item.id, lab, ctx, [first], [])]
+    if lab == "add":
+        mid = f"mem_{r.randrange(1, 60)}"
+        result = f"stored as {mid}"
+    elif lab == "update":
+        result = f"{item.target_id} updated"
+    elif lab == "delete":
+        result = f"{item.target_id} deleted"
+    else:   # retrieve: nothing stored about it (the item shows no memory that answers it)
+        reply = "You have not told me that yet."
+        return [Turn(item.id, lab, ctx, [first, render_step("Kind: question. Nothing stored, so say so.",
+                                                           answer=reply)],
+                     [prompts.render_tool_result(call["name"], True, "no memories found")])]
+    done = render_step(f"Kind: {item.kind}. {_DONE[lab]}", answer=r.choice(_REPLIES[lab]))
+    return [Turn(item.id, lab, ctx, [first, done], [prompts.render_tool_result(call["name"], True, result)])]
+
+
+def retrieve_turn(item: D.DecisionItem, *, demonstrations: bool = False) -> Turn | None:
+    """A memory-answered Answer item turned into retrieve → result → answer: the memory
+    that answers it is hidden from the shown list and comes back from the search."""
+    if item.label != "answer" or item.basis != "memory" or not item.target_id:
+        return None
+    hidden = [(m, c) for m, c in item.shown if m == item.target_id]
+    shown = [(m, c) for m, c in item.shown if m != item.target_id]
+    if not hidden:
+        return None
+    alt = D.DecisionItem(**{**item.__dict__, "shown": shown, "label": "retrieve",
+                            "gold": item.user.rstrip("?. ")})
+    ctx = D.messages(alt, guided=demonstrations)
+    first = D.oracle_completion(alt)
+    hits = "\n" + "\n".join(f"[{m}] {c}" for m, c in hidden)
+    answer = render_step(f"Kind: question. {item.target_id} answers it.", answer=item.gold)
+    return Turn(item.id + "+ret", "retrieve", ctx, [first, answer],
+                [prompts.render_tool_result("Retrieve_memory", True, hits)])
+
+
+def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool = False,
+                long_share: float = 0.5, long_budget: int = 2048) -> list[Turn]:
+    """``n`` generated items (classes balanced) → oracle turns, plus a retrieve-with-hit turn for
+    half of the memory-answered items. Filter/Summary items are generated for a ``long_budget``
+    context (the system prompt states it; their history fills 50-80 % of it) and only a
+    ``long_share`` of them is kept: a 4k-token context costs ~8 short items on a CPU."""
+    r = random.Random(f"warm:{seed}")
+    out: list[Turn] = []
+    long = D.generate(n, seed, split, budget=long_budget)
+    for i, item in enumerate(D.generate(n, seed, split)):
+        if item.label in ("filter", "summary"):
+            if r.random() >= long_share:
+                continue
+            item = long[i]
+        out += turns_of(item, r, demonstrations=demonstrations)
+        extra = retrieve_turn(item, demonstrations=demonstrations) if r.random() < 0.5 else None
+        if extra:
+            out.append(extra)
+    return out
+
+
+def tokenize_turn(tok, turn: Turn) -> tuple[list[int], list[int]]:
+    """(input_ids, completion_mask): the context, then each step (in the loss) followed by its
+    tool result and the next generation prompt (not in the loss), as the rollout sees them.
+
+    ``tok`` is a ``LlamaPolicy`` (its ``render``/``tokenize``). The step text is tokenised
+    without specials, as ``LlamaPolicy.step`` continues a prompt."""
+    msgs = list(turn.context)
+    ids: list[int] = []
+    mask: list[int] = []
+    rendered = ""
+    for i, step in enumerate(turn.steps):
+        full = tok.render(msgs)
+        if not full.startswith(rendered):
+            raise ValueError(f"{turn.item_id}: the chat template does not render the turn as a prefix")
+        head = tok.tokenize(full[len(rendered):])
+        body = tok.tokenize(step, special=False)
+        ids += head + body
+        mask += [0] * len(head) + [1] * len(body)
+        rendered = full + step
+        msgs = msgs + [{"role": "assistant", "content": step}]
+        if i < len(turn.tool_results):
+            msgs.append({"role": "tool", "content": turn.tool_results[i]})
+    return ids, mask
+
+
+def dataset_rows(tok, turns: list[Turn], max_tokens: int) -> tuple[list[dict], int]:
+    """TRL rows (pre-tokenised); turns longer than ``max_tokens`` are dropped (count returned)."""
+    rows, dropped = [], 0
+    for t in turns:
+        ids, mask = tokenize_turn(tok, t)
+        if len(ids) > max_tokens:
+            dropped += 1
+            continue
+        rows.append({"input_ids": ids, "completion_mask": mask})
+    return rows, dropped
+
+
+def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int, epochs: float, lr: float,
+            lora_r: int, lora_alpha: int, targets: list[str], long_share: float = 0.5, long_budget: int = 2048,
+            max_tokens: int = 4096, threads: int = 0, bf16: bool = True, log=print,
+            progress: bool = True) -> dict:
+    """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
+    and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary."""
+    import resource
+
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from agemem_lite.policy.llama import LlamaPolicy
+
+    from .base import load_model
+    from .export import export_adapter
+    from .lora import set_threads
+
+    t0 = time.perf_counter()
+    set_threads(threads)
+    torch.manual_seed(seed)
+    turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget)
+    tok = LlamaPolicy(base_gguf, n_ctx=512, n_threads=1)
+    try:
+        rows, dropped = dataset_rows(tok, turns, max_tokens)
+    finally:
+        tok.close()
+    n_tokens = sum(len(r["input_ids"]) for r in rows)
+    n_loss = sum(sum(r["completion_mask"]) for r in rows)
+    log(f"warm start: {len(rows)} turns ({dropped} over {max_tokens} tokens dropped), "
+        f"{n_tokens} tokens, {n_loss} in the loss")
+    model = load_model(folder)
+    args = SFTConfig(
+        output_dir=str(out / "trl"), num_train_epochs=epochs, per_device_train_batch_size=1,
+        gradient_accumulation_steps=4, learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=2,
+        logging_steps=5, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
+        bf16=bf16, use_cpu=not torch.cuda.is_available(), completion_only_loss=True,
+        max_length=None, gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=not progress)
+    peft_cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, bias="none",
+                          target_modules=list(targets), task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), peft_config=peft_cfg)
+    result = trainer.train()
+    peft_model = trainer.model
+    peft_model.save_pretrained(str(out / "adapter"))
+    gguf_path = export_adapter(peft_model, base_gguf, out / "adapter.gguf", dtype="f16")
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary = {
+        "turns": len(rows), "dropped": dropped, "tokens": n_tokens, "loss_tokens": n_loss,
+        "by_class": {c: sum(t.label == c for t in turns) for c in D.CLASSES},
+        "epochs": epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed, "n_items": n_items,
+        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "adapter_gguf": str(gguf_path), "adapter_bytes": gguf_path.stat().st_size,
+    }
+    (out / "sft.json").write_text(json.dumps(summary, indent=2))
+    (out / "sft_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    return summary
