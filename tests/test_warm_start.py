@@ -91,30 +91,41 @@ def test_config_rules_for_the_warm_start():
     with pytest.raises(ConfigError, match="trains nothing"):
         TrainConfig.load("tiny", {"steps": 0})
     with pytest.raises(ConfigError, match="not both"):
-        TrainConfig.load("tiny", {"warm_start_items": 7, "init_adapter": "x"})
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7}], "init_adapter": "x"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "itmes": 3}]})
+    with pytest.raises(ConfigError, match="classes"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "classes": ["add", "sing"]}]})
     cfg = TrainConfig.load("default", {"steps": 0})
-    assert cfg.warm_start_items > 0 and cfg.lora_r == 8
+    rounds = cfg.warm_start_rounds()
+    assert len(rounds) == 2 and rounds[0]["items"] > 0 and rounds[0]["epochs"] == 1.0 and cfg.lora_r == 8
+    assert rounds[1]["classes"].count("answer") == 3
 
 
 @pytest.mark.slow
 def test_default_recipe_warm_start_on_the_small_model(settings, tmp_path):
-    """The default recipe's warm start, shrunk (7 items, one epoch), on SmolLM2; no GRPO step."""
+    """The default recipe's warm start, shrunk (two rounds of 7 and 5 items), on SmolLM2; no GRPO step."""
     from safetensors.torch import load_file
 
     from agemem_lite.model_files import resolve
     from agemem_lite.policy.llama import LlamaPolicy
     from train.trainer import GRPOTrainer
 
-    cfg = TrainConfig.load("default", {"base": "smollm2-135m", "steps": 0, "warm_start_items": 7,
-                                       "warm_start_long_share": 0.0, "eval_every": 0, "threads": 2})
+    cfg = TrainConfig.load("default", {"base": "smollm2-135m", "steps": 0, "eval_every": 0, "threads": 2,
+                                       "warm_start": [{"items": 7, "long_share": 0.0},
+                                                      {"items": 5, "long_share": 0.0, "classes": ["update"]}]})
     t = GRPOTrainer(cfg, settings, tmp_path / "run", progress=False)
     try:
         t.run()
     finally:
         t.close()
     out = tmp_path / "run"
-    sft = json.loads((out / "warm_start" / "sft.json").read_text())
+    sft = json.loads((out / "warm_start" / "round-1" / "sft.json").read_text())
     assert sft["turns"] >= 5 and sft["loss_tokens"] > 0 and sft["first_loss"] > 0
+    sft2 = json.loads((out / "warm_start" / "round-2" / "sft.json").read_text())
+    assert sft2["init_adapter"].endswith("round-1/adapter") and sft2["by_class"]["update"] == 5
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in log if r["type"] == "warm_start"] == [1, 2]
     state = load_file(str(out / "best" / "adapter.safetensors"))
     assert any(float(v.abs().max()) > 0 for k, v in state.items() if "lora_B" in k)   # SFT moved B off zero
     pol = LlamaPolicy(resolve(settings, "smollm2-135m"), n_ctx=2048, n_threads=2,

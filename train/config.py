@@ -19,6 +19,11 @@ from agemem_lite.errors import ConfigError
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: One warm-start round's settings when its table leaves them out (seed: the run's seed + round index).
+#: long_share keeps that share of the Filter/Summary items (a 4k-token context costs ~8 short items
+#: on a CPU); long_budget is the context budget they are generated for; longer turns are dropped.
+WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
+                       "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000}
 
 
 def _f(default, help: str):
@@ -43,15 +48,10 @@ class TrainConfig:
     episode: dict = _f({}, "EpisodeConfig overrides for rollouts and held-out evaluation "
                        "(e.g. n_max, n_distractors, max_steps_per_turn, demonstrations, t_max).")
     # -- warm start (supervised, before GRPO; train.warm_start) ---------------------------------
-    warm_start_items: int = _f(0, "Decision-set items (train split) whose oracle turns the LoRA imitates "
-                               "before GRPO; 0 = no warm start.")
-    warm_start_epochs: float = _f(1.0, "Epochs over the warm-start turns.")
-    warm_start_lr: float = _f(2e-4, "Learning rate of the warm start (cosine schedule).")
-    warm_start_long_share: float = _f(0.3, "Share of Filter/Summary items kept (their ~4k-token contexts "
-                                      "cost ~8 short items each on a CPU).")
-    warm_start_long_budget: int = _f(2048, "Context budget the Filter/Summary items are generated for "
-                                     "(their pasted history fills 50-80 % of it).")
-    warm_start_max_tokens: int = _f(5000, "Warm-start turns longer than this are dropped.")
+    warm_start: list = _f([], "Supervised warm-start rounds before GRPO, each continuing the adapter of the "
+                          "one before: tables with items (decision-set train items, required), seed, epochs, "
+                          "lr, classes (the class cycle; repeat a class to weight it), long_share, "
+                          "long_budget, max_tokens (defaults: WARM_START_DEFAULTS). Empty = no warm start.")
     init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) instead "
                            "of fresh adapters; its rank must be lora_r.")
     # -- GRPO (SPEC §6) -------------------------------------------------------------------------
@@ -98,22 +98,20 @@ class TrainConfig:
         def bad(name, why):
             raise ConfigError(f"{name}={getattr(self, name)!r}: {why}")
 
-        for name in ("steps", "tasks_per_step", "n_train_tasks", "lora_r", "lora_alpha", "save_every",
-                     "warm_start_items", "warm_start_max_tokens", "warm_start_long_budget"):
-            low = 0 if name in ("steps", "warm_start_items") else 1
+        for name in ("steps", "tasks_per_step", "n_train_tasks", "lora_r", "lora_alpha", "save_every"):
+            low = 0 if name == "steps" else 1
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
                     or getattr(self, name) < low:
                 bad(name, f"must be an integer ≥ {low}")
-        if self.steps == 0 and not self.warm_start_items:
-            bad("steps", "0 GRPO steps trains nothing unless warm_start_items > 0")
-        if self.warm_start_items and self.init_adapter:
+        if self.steps == 0 and not self.warm_start:
+            bad("steps", "0 GRPO steps trains nothing without a warm start")
+        if self.warm_start and self.init_adapter:
             bad("init_adapter", "give either a warm start or an initial adapter, not both")
-        if not 0 <= self.warm_start_long_share <= 1:
-            bad("warm_start_long_share", "must be in [0, 1]")
+        self.warm_start_rounds()   # validates them
         if self.k < 2:
             bad("k", "GRPO needs at least 2 rollouts per task to compare them (paper: 8)")
         for name in ("beta", "clip_eps", "adv_eps", "min_group_std", "temperature", "lr", "weight_decay",
-                     "max_grad_norm", "warm_start_epochs", "warm_start_lr"):
+                     "max_grad_norm"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 bad(name, "must be a number ≥ 0")
@@ -139,6 +137,38 @@ class TrainConfig:
         if not self.benches:
             bad("benches", "name at least one task source")
         self.episode_config()   # validates the overrides
+
+    def warm_start_rounds(self) -> list[dict]:
+        """The warm-start rounds with their defaults filled in (ConfigError on a bad one)."""
+        from agemem_lite.decisions import CLASSES
+
+        if not isinstance(self.warm_start, list):
+            raise ConfigError("warm_start: a list of tables ([[warm_start]] in TOML)")
+        out = []
+        for i, rnd in enumerate(self.warm_start):
+            where = f"warm_start[{i}]"
+            if not isinstance(rnd, dict):
+                raise ConfigError(f"{where}: a table with items = N, ...")
+            unknown = sorted(set(rnd) - set(WARM_START_DEFAULTS))
+            if unknown:
+                raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
+                                  f"{', '.join(WARM_START_DEFAULTS)}")
+            r = {**WARM_START_DEFAULTS, **rnd}
+            r["seed"] = self.seed + i if r["seed"] is None else r["seed"]
+            r["classes"] = list(r["classes"] or CLASSES)
+            for k in ("items", "seed", "long_budget", "max_tokens"):
+                if isinstance(r[k], bool) or not isinstance(r[k], int) or r[k] < (0 if k == "seed" else 1):
+                    raise ConfigError(f"{where}.{k}={r[k]!r}: an integer ≥ {0 if k == 'seed' else 1}")
+            for k in ("epochs", "lr"):
+                if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or r[k] <= 0:
+                    raise ConfigError(f"{where}.{k}={r[k]!r}: a number > 0")
+            if not 0 <= r["long_share"] <= 1:
+                raise ConfigError(f"{where}.long_share={r['long_share']!r}: in [0, 1]")
+            bad = [c for c in r["classes"] if c not in CLASSES]
+            if bad:
+                raise ConfigError(f"{where}.classes: unknown {bad}; choose from {', '.join(CLASSES)}")
+            out.append(r)
+        return out
 
     def episode_config(self, **extra) -> EpisodeConfig:
         """The rollout episode config: our overrides, the agemem method, the reward mode."""

@@ -127,7 +127,7 @@ class GRPOTrainer:
         self.device = pick_device(cfg)
         self.log(f"base {self.base_gguf.name} -> {folder.name}; device {self.device}")
         init = Path(cfg.init_adapter) if cfg.init_adapter else None
-        if cfg.warm_start_items:
+        if cfg.warm_start:
             init = self._warm_start(folder)   # before the GRPO model exists: one model in memory at a time
         self.model, self.backend = load_trainable(folder, cfg, self.device)
         if init is not None:
@@ -150,22 +150,26 @@ class GRPOTrainer:
         self._opened = True
 
     def _warm_start(self, folder: Path) -> Path:
-        """Supervised warm start (``train.warm_start``) into ``out/warm_start``, once per run folder."""
+        """Supervised warm-start rounds (``train.warm_start``) into ``out/warm_start/round-N``,
+        each continuing the adapter of the one before; a finished round is not rerun."""
         from .warm_start import run_sft
 
-        cfg, d = self.cfg, self.out / "warm_start"
-        if (d / "sft.json").is_file():
-            self.log(f"warm start already done: {d}")
-            return d / "adapter"
-        shutil.rmtree(d, ignore_errors=True)
-        summary = run_sft(self.base_gguf, folder, d, n_items=cfg.warm_start_items, seed=cfg.seed,
-                          epochs=cfg.warm_start_epochs, lr=cfg.warm_start_lr, lora_r=cfg.lora_r,
-                          lora_alpha=cfg.lora_alpha, targets=list(cfg.lora_targets),
-                          long_share=cfg.warm_start_long_share,
-                          long_budget=cfg.warm_start_long_budget, max_tokens=cfg.warm_start_max_tokens,
-                          threads=cfg.threads, bf16=cfg.bf16, log=self.log, progress=self.progress)
-        self._append_log({"type": "warm_start", **summary})
-        return d / "adapter"
+        cfg, prev = self.cfg, None
+        for i, rnd in enumerate(cfg.warm_start_rounds(), 1):
+            d = self.out / "warm_start" / f"round-{i}"
+            if (d / "sft.json").is_file():
+                self.log(f"warm start round {i} already done: {d}")
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+                summary = run_sft(self.base_gguf, folder, d, n_items=rnd["items"], seed=rnd["seed"],
+                                  epochs=rnd["epochs"], lr=rnd["lr"], lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                  targets=list(cfg.lora_targets), long_share=rnd["long_share"],
+                                  long_budget=rnd["long_budget"], max_tokens=rnd["max_tokens"],
+                                  classes=rnd["classes"], init_adapter=prev, threads=cfg.threads, bf16=cfg.bf16,
+                                  log=self.log, progress=self.progress)
+                self._append_log({"type": "warm_start", "round": i, **summary})
+            prev = d / "adapter"
+        return prev
 
     def _load_init_adapter(self, folder: Path) -> None:
         from safetensors.torch import load_file

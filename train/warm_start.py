@@ -33,6 +33,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from agemem_lite import decisions as D
 from agemem_lite import prompts
@@ -108,15 +109,17 @@ def retrieve_turn(item: D.DecisionItem, *, demonstrations: bool = False) -> Turn
 
 
 def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool = False,
-                long_share: float = 0.5, long_budget: int = 2048) -> list[Turn]:
+                long_share: float = 0.5, long_budget: int = 2048,
+                classes: Sequence[str] = D.CLASSES) -> list[Turn]:
     """``n`` generated items (classes balanced) → oracle turns, plus a retrieve-with-hit turn for
     half of the memory-answered items. Filter/Summary items are generated for a ``long_budget``
     context (the system prompt states it; their history fills 50-80 % of it) and only a
-    ``long_share`` of them is kept: a 4k-token context costs ~8 short items on a CPU."""
+    ``long_share`` of them is kept: a 4k-token context costs ~8 short items on a CPU.
+    ``classes`` is the class cycle (``decisions.generate``): repeat a class to weight it."""
     r = random.Random(f"warm:{seed}")
     out: list[Turn] = []
-    long = D.generate(n, seed, split, budget=long_budget)
-    for i, item in enumerate(D.generate(n, seed, split)):
+    long = D.generate(n, seed, split, budget=long_budget, classes=classes)
+    for i, item in enumerate(D.generate(n, seed, split, classes=classes)):
         if item.label in ("filter", "summary"):
             if r.random() >= long_share:
                 continue
@@ -168,9 +171,10 @@ def dataset_rows(tok, turns: list[Turn], max_tokens: int) -> tuple[list[dict], i
 def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int, epochs: float, lr: float,
             lora_r: int, lora_alpha: int, targets: list[str], long_share: float = 0.5, long_budget: int = 2048,
             max_tokens: int = 4096, threads: int = 0, bf16: bool = True, log=print,
-            progress: bool = True) -> dict:
+            progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
-    and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary."""
+    and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
+    ``init_adapter``: continue training that PEFT adapter (an earlier round) instead of new ones."""
     import resource
 
     import torch
@@ -187,7 +191,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     t0 = time.perf_counter()
     set_threads(threads)
     torch.manual_seed(seed)
-    turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget)
+    turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget, classes=classes)
     tok = LlamaPolicy(base_gguf, n_ctx=512, n_threads=1)
     try:
         rows, dropped = dataset_rows(tok, turns, max_tokens)
@@ -198,6 +202,10 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     log(f"warm start: {len(rows)} turns ({dropped} over {max_tokens} tokens dropped), "
         f"{n_tokens} tokens, {n_loss} in the loss")
     model = load_model(folder)
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     args = SFTConfig(
         output_dir=str(out / "trl"), num_train_epochs=epochs, per_device_train_batch_size=1,
         gradient_accumulation_steps=4, learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=2,
@@ -206,7 +214,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         max_length=None, gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=not progress)
     peft_cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, bias="none",
                           target_modules=list(targets), task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), peft_config=peft_cfg)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                         peft_config=None if init_adapter is not None else peft_cfg)
     result = trainer.train()
     peft_model = trainer.model
     peft_model.save_pretrained(str(out / "adapter"))
@@ -216,6 +225,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "turns": len(rows), "dropped": dropped, "tokens": n_tokens, "loss_tokens": n_loss,
         "by_class": {c: sum(t.label == c for t in turns) for c in D.CLASSES},
         "epochs": epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed, "n_items": n_items,
+        "classes": list(classes), "long_share": long_share, "init_adapter": str(init_adapter or ""),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
         "wall_seconds": round(time.perf_counter() - t0, 1),
