@@ -14,7 +14,7 @@ from .config import Settings
 from .embed import load_embedder
 from .memory.store import MemoryStore
 from .memory.tools import grammar_schemas
-from .model_files import get_spec, resolve
+from .model_files import adapter_path, get_spec, resolve
 from .policy.llama import LlamaPolicy
 from .prompts import THINK_KINDS
 
@@ -31,7 +31,15 @@ def open_policy(settings: Settings, name: str | None = None, *, progress: Progre
 
         raise ConfigError(f"model {name!r} is an {spec.role}, not a policy")
     path = resolve(settings, name, progress=progress)
-    return LlamaPolicy(path, name=name, **policy_options(settings, guided))
+    adapter = adapter_path(spec)
+    return LlamaPolicy(path, name=name, lora_path=str(adapter) if adapter else None,
+                       **policy_options(settings, guided))
+
+
+def wants_demonstrations(settings: Settings, name: str | None = None) -> bool:
+    """Whether the context carries the prompted-policy demonstrations: ``settings.guided``,
+    unless the policy was trained without them (``ModelSpec.demonstrations``)."""
+    return settings.guided and get_spec(settings, name or settings.policy).demonstrations
 
 
 def policy_options(settings: Settings, guided: bool | None = None) -> dict:
@@ -80,6 +88,7 @@ def open_assistant(settings: Settings, *, progress: Progress | None = None, appr
         embedder.close()
         raise
     store = open_store(settings)
-    agent = Agent(policy, store, embedder, settings, demonstrations=settings.guided, approve=approve)
+    agent = Agent(policy, store, embedder, settings, demonstrations=wants_demonstrations(settings),
+                  approve=approve)
     agent.warm(settings.data_dir / "cache")
     return Assistant(agent, policy, embedder, store)

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.registry import DEFAULT_POLICY
+
 from .errors import ConfigError
 
 #: Environment variable that overrides the data directory.
@@ -41,7 +43,8 @@ class Settings:
 
     data_dir: Path = _f(default_data_dir, "Folder for models, the memory database and sessions. "
                         f"Overridden by ${DATA_DIR_ENV} or --data-dir.")
-    policy: str = _f("qwen2.5-coder-0.5b", "Registry name of the policy model (agemem models list).")
+    policy: str = _f(DEFAULT_POLICY, "Registry name of the policy model (agemem models list); "
+                     "default: the trained agemem-0.5b (qwen2.5-coder-0.5b is its prompted backbone).")
     embedder: str = _f("minilm-l6-v2", "Registry name of the embedding model.")
     namespace: str = _f("default", "Memory namespace (one per user/profile) inside the database.")
     n_ctx: int = _f(8192, "llama.cpp context window of the policy, in tokens.", "§5 T_max")

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
-from models.registry import (REGISTRY, ROLES, LocalPath, ModelSpec, PyPIConvert, PyPIFile,
+from models.registry import (ADAPTERS_DIR, REGISTRY, ROLES, LocalPath, ModelSpec, PyPIConvert, PyPIFile,
                              PyPIParts)
 
 from .errors import ConfigError, ModelFileError
@@ -545,6 +545,22 @@ def resolve(settings: "Settings", name: str, *, progress: Progress | None = None
     expected = _expected_sha(spec, stamp)
     if not _stamp_is_current(stamp, path, expected):
         _verify_file(settings, spec, path, expected, progress)
+    check_gguf(path)
+    return path
+
+
+def adapter_path(spec: ModelSpec) -> Path | None:
+    """The LoRA adapter a policy row applies at load (None for plain models), checked:
+    present, a GGUF, and its SHA-256 when the row pins one (9 MB: hashing is instant)."""
+    if not spec.adapter:
+        return None
+    path = ADAPTERS_DIR / spec.adapter
+    if not path.is_file():
+        raise ModelFileError(f"{spec.name}: adapter {path} is missing (it ships with agemem-lite; "
+                             "reinstall, or use --policy qwen2.5-coder-0.5b)")
+    if spec.adapter_sha256 and sha256_file(path) != spec.adapter_sha256:
+        raise ModelFileError(f"{spec.name}: adapter {path} does not match its SHA-256 (corrupt or replaced); "
+                             "reinstall agemem-lite")
     check_gguf(path)
     return path
 

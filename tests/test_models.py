@@ -304,3 +304,39 @@ def test_verify_all_reports_a_registered_file_that_vanished(tmp_path, smol_copy)
     assert not result.ok and "missing" in result.message
     with pytest.raises(ModelFileError, match="missing"):
         mf.resolve(s, "mine")
+
+
+# -- the shipped trained policy -------------------------------------------------------
+
+def test_shipped_adapter_is_small_pinned_and_the_default():
+    from models.registry import ADAPTERS_DIR, PROMPTED_POLICY
+
+    spec = REGISTRY["agemem-0.5b"]
+    path = ADAPTERS_DIR / spec.adapter
+    assert DEFAULT_POLICY == "agemem-0.5b" and Settings().policy == DEFAULT_POLICY
+    assert path.stat().st_size <= 10 * 2**20
+    assert spec.adapter_sha256 and mf.sha256_file(path) == spec.adapter_sha256
+    assert mf.check_gguf(path).metadata.get("general.type") == "adapter"
+    assert mf.adapter_path(spec) == path
+    base = REGISTRY[PROMPTED_POLICY]   # the same base file: nothing is stored twice
+    assert (spec.filename, spec.sha256, spec.source) == (base.filename, base.sha256, base.source)
+    assert not spec.demonstrations and base.demonstrations
+
+
+def test_missing_or_damaged_adapter_is_one_clear_error(tmp_path, monkeypatch):
+    spec = dataclasses.replace(REGISTRY["agemem-0.5b"], adapter="gone.gguf")
+    with pytest.raises(ModelFileError, match="adapter .*missing"):
+        mf.adapter_path(spec)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes((mf.ADAPTERS_DIR / REGISTRY["agemem-0.5b"].adapter).read_bytes()[:-10])
+    monkeypatch.setattr(mf, "ADAPTERS_DIR", tmp_path)
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        mf.adapter_path(dataclasses.replace(REGISTRY["agemem-0.5b"], adapter="bad.gguf"))
+
+
+def test_trained_policy_is_served_without_demonstrations(tmp_path):
+    from agemem_lite.assistant import wants_demonstrations
+
+    assert not wants_demonstrations(Settings(data_dir=tmp_path, policy="agemem-0.5b"))
+    assert wants_demonstrations(Settings(data_dir=tmp_path, policy="qwen2.5-coder-0.5b"))
+    assert not wants_demonstrations(Settings(data_dir=tmp_path, policy="qwen2.5-coder-0.5b", guided=False))

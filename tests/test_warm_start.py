@@ -98,8 +98,8 @@ def test_config_rules_for_the_warm_start():
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "classes": ["add", "sing"]}]})
     cfg = TrainConfig.load("default", {"steps": 0})
     rounds = cfg.warm_start_rounds()
-    assert len(rounds) == 2 and rounds[0]["items"] > 0 and rounds[0]["epochs"] == 1.0 and cfg.lora_r == 8
-    assert rounds[1]["classes"].count("answer") == 3
+    assert len(rounds) == 1 and rounds[0]["items"] > 0 and rounds[0]["epochs"] == 1.0 and cfg.lora_r == 8
+    assert rounds[0]["classes"] == list(D.CLASSES)
 
 
 @pytest.mark.slow

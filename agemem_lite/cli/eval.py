@@ -9,7 +9,7 @@ from typing import Iterator
 import click
 
 from .. import decisions
-from ..assistant import open_policy
+from ..assistant import open_policy, wants_demonstrations
 from ..baselines import METHODS
 from ..embed import load_embedder
 from ..envs.runner import EnvConfig
@@ -102,7 +102,7 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
     out = out or s.data_dir / "eval" / f"{s.policy}-seed{seed}"
     defaults = EpisodeConfig()
     cfg = EpisodeConfig(n_max=n_max or defaults.n_max, max_steps_per_turn=max_steps or defaults.max_steps_per_turn,
-                        t_max=min(defaults.t_max, s.n_ctx), demonstrations=s.guided)
+                        t_max=min(defaults.t_max, s.n_ctx), demonstrations=wants_demonstrations(s))
     env_cfg = EnvConfig(max_env_turns=max_env_turns or EnvConfig().max_env_turns)
     with _progress_bar("preparing embedder") as progress:
         embedder = load_embedder(s, progress=progress)
@@ -134,7 +134,7 @@ def _eval_decisions(ctx, splits, policy, n, seed, out, unused) -> None:
     try:
         with _episode_bar("decisions") as progress:
             text, scores = decisions.run_bench(pol, splits, n=n, seed=seed, out_dir=out, budget=s.context_budget,
-                                               guided=s.guided, progress=progress)
+                                               guided=wants_demonstrations(s), progress=progress)
     finally:
         pol.close()
     ctx.emit({"out": str(out), "report": str(out / decisions.REPORT_NAME), "scores": scores},

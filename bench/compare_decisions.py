@@ -1,0 +1,58 @@
+"""Side-by-side table of `agemem eval --bench decisions` runs (one column per run).
+
+    python bench/compare_decisions.py prompted=DIR1 warm-round-1=DIR2 warm-round-2=DIR3 [--first N]
+
+Reads each run's ``decisions-<split>.json``; ``--first N`` scores only the first N items of the
+generated splits (``decisions.generate`` makes n = 14 a prefix of n = 28), so runs of
+different n can be compared on the same items. Prints Markdown, one table per split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from agemem_lite.decisions import CLASSES, Decision, DecisionItem, score
+
+
+def _load(folder: Path, split: str, first: int | None):
+    path = folder / f"decisions-{split}.json"
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    items = [DecisionItem.from_dict(x) for x in d["items"]]
+    decs = [Decision(r["parsed"], r["action"], r["memory_id"]) for r in d["records"]]
+    if first and split != "natural":
+        items, decs = items[:first], decs[:first]
+    return score(items, decs)
+
+
+def _cell(k: int, n: int) -> str:
+    return "–" if not n else f"{100 * k / n:.0f} % ({k}/{n})"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="LABEL=DIR")
+    ap.add_argument("--first", type=int, default=None)
+    a = ap.parse_args(argv)
+    runs = [(r.split("=", 1)[0], Path(r.split("=", 1)[1])) for r in a.runs]
+    for split in ("heldout", "natural", "train"):
+        scores = [(label, _load(d, split, a.first)) for label, d in runs]
+        scores = [(label, s) for label, s in scores if s]
+        if not scores:
+            continue
+        print(f"\n#### {split} (n = {scores[0][1]['n']})\n")
+        print("| | " + " | ".join(label for label, _ in scores) + " |")
+        print("|---" * (len(scores) + 1) + "|")
+        print("| steps that parse | " + " | ".join(_cell(s["parsed"], s["n"]) for _, s in scores) + " |")
+        print("| action accuracy | " + " | ".join(_cell(s["correct"], s["n"]) for _, s in scores) + " |")
+        print("| update/delete id right | " + " | ".join(_cell(s["id"]["correct"], s["id"]["n"]) for _, s in scores) + " |")
+        for c in CLASSES:
+            print(f"| {c} | " + " | ".join(_cell(s["per_class"][c]["correct"], s["per_class"][c]["n"])
+                                          for _, s in scores) + " |")
+
+
+if __name__ == "__main__":
+    main()
