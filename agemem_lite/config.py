@@ -43,8 +43,7 @@ class Settings:
 
     data_dir: Path = _f(default_data_dir, "Folder for models, the memory database and sessions. "
                         f"Overridden by ${DATA_DIR_ENV} or --data-dir.")
-    policy: str = _f(DEFAULT_POLICY, "Registry name of the policy model (agemem models list); "
-                     "default: the trained agemem-0.5b (qwen2.5-coder-0.5b is its prompted backbone).")
+    policy: str = _f(DEFAULT_POLICY, "Registry name of the policy model (agemem models list).")
     embedder: str = _f("minilm-l6-v2", "Registry name of the embedding model.")
     namespace: str = _f("default", "Memory namespace (one per user/profile) inside the database.")
     n_ctx: int = _f(8192, "llama.cpp context window of the policy, in tokens.", "§5 T_max")

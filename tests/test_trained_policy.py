@@ -1,4 +1,4 @@
-"""The shipped trained policy (agemem-0.5b: the default model + the committed LoRA adapter).
+"""The shipped trained policy (agemem-0.5b: the default model file + the committed LoRA adapter).
 
 Its quality is what is under test, so it runs the real default model: the adapter loads
 with it through the registry (``open_policy``), is served as chat serves it (guided
@@ -47,3 +47,17 @@ def test_natural_decisions_at_or_above_the_stated_accuracy(trained):
     assert sc["parse_share"] == 1.0, report
     assert sc["accuracy"] >= MIN_NATURAL_ACCURACY, report
     assert sc["per_class"]["update"]["correct"] >= 1, report   # the prompted model never updates
+
+
+@pytest.mark.xfail(strict=True, reason="known regression of the warm start (docs/training.md): open "
+                   "questions and greetings are answered with a copy of the think; the reason agemem-0.5b "
+                   "is not the default policy yet")
+def test_greeting_is_answered_in_words_not_with_a_copy_of_the_think(trained):
+    s, pol = trained
+    item = next(it for it in D.natural_items() if it.user == "Good morning :)")
+    step = pol.step(D.messages(item, guided=wants_demonstrations(s)))
+    decision = D.classify(step.text)
+    from agemem_lite.protocol import parse_step
+
+    answer = parse_step(step.text).answer or ""
+    assert decision.action == "answer" and not answer.startswith("Kind:"), step.text

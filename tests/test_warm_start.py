@@ -121,7 +121,7 @@ def test_default_recipe_warm_start_on_the_small_model(settings, tmp_path):
         t.close()
     out = tmp_path / "run"
     sft = json.loads((out / "warm_start" / "round-1" / "sft.json").read_text())
-    assert sft["turns"] >= 5 and sft["loss_tokens"] > 0 and sft["first_loss"] > 0
+    assert sft["turns"] >= 5 and sft["loss_tokens"] > 0 and sft["train_loss"] > 0
     sft2 = json.loads((out / "warm_start" / "round-2" / "sft.json").read_text())
     assert sft2["init_adapter"].endswith("round-1/adapter") and sft2["by_class"]["update"] == 5
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
