@@ -87,7 +87,12 @@ def render_related(memories: list[tuple[str, str]]) -> str:
     """Related memories shown with a user turn: ``[(id, content), ...]``."""
     if not memories:
         return NO_RELATED
-    return RELATED_HEADER + "\n" + "\n".join(f"[{mid}] {content}" for mid, content in memories)
+    return RELATED_HEADER + "\n" + render_memory_lines(memories)
+
+
+def render_memory_lines(memories) -> str:
+    """``[id] content`` lines: how memories read in the context (related memories, search hits)."""
+    return "\n".join(f"[{mid}] {content}" for mid, content in memories)
 
 
 def render_user_turn(text: str, related: str | None) -> str:

@@ -102,7 +102,7 @@ def retrieve_turn(item: D.DecisionItem, *, demonstrations: bool = False) -> Turn
                             "gold": item.user.rstrip("?. ")})
     ctx = D.messages(alt, guided=demonstrations)
     first = D.oracle_completion(alt)
-    hits = "\n" + "\n".join(f"[{m}] {c}" for m, c in hidden)
+    hits = "\n" + prompts.render_memory_lines(hidden)   # as Retrieve_memory writes its hits
     answer = render_step(f"Kind: question. {item.target_id} answers it.", answer=item.gold)
     return Turn(item.id + "+ret", "retrieve", ctx, [first, answer],
                 [prompts.render_tool_result("Retrieve_memory", True, hits)])

@@ -231,7 +231,7 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
     for h in hits:
         env.seen_ids.add(h.memory.id)
     text = "no memories found" if not hits else \
-        "\n" + "\n".join(f"[{h.memory.id}] {h.memory.content}" for h in hits)
+        "\n" + prompts.render_memory_lines((h.memory.id, h.memory.content) for h in hits)
     return ToolResult("Retrieve_memory", True, text,
                       {"query": query, "hits": [{"memory": h.memory.to_dict(), "score": h.score,
                                                  "similarity": h.similarity} for h in hits]})
