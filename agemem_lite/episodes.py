@@ -54,6 +54,7 @@ import numpy as np
 from .agent import Agent
 from .baselines import METHODS, STAGES
 from .config import Settings
+from .prompts import render_question
 from .records import Step, Turn
 from .rewards import RewardBreakdown, RewardConfig, coverage, normalize_answer, trajectory_reward
 
@@ -88,6 +89,8 @@ class EpisodeConfig:
     distractors_per_turn: int = _f(1, "Distractors joined into one stage-2 turn (SPEC §4: one).")
     demonstrations: bool = _f(True, "Show the demonstration turns after the system prompt (prompted "
                               "policies; a trained policy can drop them). Kept by the stage-2 reset.", "§3")
+    short_answer: bool = _f(True, "Stage 3 asks for the answer only, a short phrase "
+                            "(prompts.render_question); False asks the bare question.", "§4")
     today: str = _f("", "ISO date shown in the system prompt; empty = the real date.", "§3")
     seed: int = _f(0, "Rollout seed: names the default namespace (one per rollout of a task).")
     reward: RewardConfig = _f(RewardConfig, "Weights and offline judges of the trajectory reward.", "§5")
@@ -278,7 +281,7 @@ def run_episode(policy, store, embedder, task: EpisodeTask, config: EpisodeConfi
     n = len(task.distractors) if cfg.n_distractors is None else cfg.n_distractors
     for text in pack_turns(task.distractors[:n * cfg.distractors_per_turn], cfg.n_max, cfg.distractors_per_turn):
         turn("stm", text)
-    turn("reason", task.question)
+    turn("reason", render_question(task.question, cfg.short_answer))
     wall = time.perf_counter() - t0
 
     steps = [st for name in STAGES for t in stages[name] for st in t.steps]

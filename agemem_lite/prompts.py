@@ -112,6 +112,16 @@ def user_text_of(content: str) -> str:
     return content
 
 
+QUESTION_INSTRUCTION = "(Reply with the answer only: a short phrase, no explanation.)"
+
+
+def render_question(question: str, short_answer: bool = True) -> str:
+    """The stage-3 turn of an evaluation episode: the question, and unless switched off the
+    instruction to answer in a short phrase (the judges are EM/F1 against short gold answers,
+    and the Mem0 peer's answer prompt asks the same)."""
+    return f"{question}\n{QUESTION_INSTRUCTION}" if short_answer else question
+
+
 def render_summary_request(transcript: str) -> str:
     """The fixed summarisation prompt (SPEC §2)."""
     return SUMMARY_INSTRUCTION.format(transcript=transcript)

@@ -111,12 +111,17 @@ def contents(messages) -> str:
 
 # -- the three stages -----------------------------------------------------------------------
 
+def test_stage3_asks_for_a_short_answer_unless_switched_off(run):
+    ep, _, _ = run(AGEMEM_SCRIPT, short_answer=False)
+    assert ep.stages["reason"][0].user == QUESTION and ep.question == QUESTION
+
+
 def test_stages_run_in_order_and_every_step_is_labelled(run):
     ep, _, _ = run(AGEMEM_SCRIPT)
     assert [len(ep.stages[s]) for s in ("ltm", "stm", "reason")] == [2, 2, 1]
     assert [s.stage for s in ep.steps] == ["ltm"] * 4 + ["stm"] * 3 + ["reason"] * 2
     assert [t.user for t in ep.stages["ltm"]] == INFO
-    assert ep.stages["reason"][0].user == QUESTION and ep.answer == "Oskebury"
+    assert ep.stages["reason"][0].user == f"{QUESTION}\n{prompts.QUESTION_INSTRUCTION}" and ep.answer == "Oskebury"
     assert ep.tool_calls == {"Add_memory": 2, "Filter_context": 1, "Retrieve_memory": 1}
     assert ep.failed_calls == 0 and not ep.n_max_exceeded
     assert ep.prompt_tokens == sum(s.prompt_tokens for s in ep.steps) > 0
@@ -170,7 +175,7 @@ def test_query_is_hidden_in_stages_1_and_2_and_shown_in_stage_3(run):
     ep, policy, _ = run(AGEMEM_SCRIPT)
     for messages, _ in policy.calls[:7]:
         assert "Varnel Works born" not in contents(messages)
-    assert policy.calls[7][0][-1]["content"].endswith(QUESTION)
+    assert policy.calls[7][0][-1]["content"].endswith(f"{QUESTION}\n{prompts.QUESTION_INSTRUCTION}")
 
 
 def test_stage1_shows_environment_retrieval_and_later_stages_do_not(run):
@@ -182,7 +187,7 @@ def test_stage1_shows_environment_retrieval_and_later_stages_do_not(run):
     assert all(t.related == [] for s in ("stm", "reason") for t in ep.stages[s])
     # later turns are the bare user message, without a "[Related memories: none]" header
     assert policy.calls[4][0][-1]["content"] == DISTRACTORS[0]
-    assert policy.calls[7][0][-1]["content"] == QUESTION
+    assert policy.calls[7][0][-1]["content"] == prompts.render_question(QUESTION)
 
 
 def test_stage1_retrieval_can_be_switched_off(run):

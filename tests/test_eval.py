@@ -35,7 +35,7 @@ class OraclePolicy:
     name = "oracle"
 
     def __init__(self, tasks):
-        self.golds = {t.question: t.answers[0] for t in tasks}
+        self.golds = {prompts.render_question(t.question): t.answers[0] for t in tasks}
         self.info = {x for t in tasks for x in t.information}
         self.calls = 0
 
@@ -284,7 +284,7 @@ def cli(tmp_path, data_dir, embedder):
     (["--bench", "hotpotqa"], "unknown benchmark 'hotpotqa'"),
     (["--bench", "locomo"], "needs a file: --bench locomo:PATH"),
     (["--bench", "hotpot:/no/such/file.json"], "no such file"),
-    (["--methods", "agemem,mem0"], "unknown method(s) 'mem0'"),
+    (["--methods", "agemem,mem1"], "unknown method(s) 'mem1'"),
     (["--policy", "gpt-4"], "unknown model 'gpt-4'"),
     (["--policy", "minilm-l6-v2"], "is an embedder, not a policy"),
     (["--judge", "gpt:x"], "use llm:NAME"),
@@ -294,6 +294,19 @@ def test_bad_arguments_are_one_line_errors(cli, args, message):
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
     assert r.output.startswith("Error:") and r.output.strip().count("\n") == 0
     assert message in r.output and "Traceback" not in r.output
+
+
+def test_mem0_peer_that_cannot_run_is_one_line(cli, monkeypatch):
+    """--methods mem0 without the extra (or with OPENROUTER_API_KEY set, which would send
+    mem0's LLM calls off the machine) stops before any episode with the reason in one line."""
+    from agemem_lite.eval import mem0_peer
+
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-test")
+    reason = mem0_peer.why_unavailable()
+    assert reason and ("pip install 'agemem-lite[mem0]'" in reason or "OPENROUTER_API_KEY" in reason)
+    r = cli("eval", "--methods", "agemem,mem0", "--n", "1", "--out", str(cli.home / "eval"))
+    assert r.exit_code == 1 and r.output.strip() == f"Error: {reason}", r.output
+    assert not (cli.home / "eval" / "episodes").exists()
 
 
 @pytest.mark.slow

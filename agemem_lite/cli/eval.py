@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -15,9 +16,9 @@ from ..embed import load_embedder
 from ..envs.runner import EnvConfig
 from ..episodes import EpisodeConfig
 from ..errors import ConfigError
-from ..eval import harness, report
+from ..eval import harness, mem0_peer, report
 from ..eval.judges import LLMJudge
-from ..model_files import get_spec
+from ..model_files import adapter_path, get_spec, resolve
 from . import pass_ctx
 from .models import _progress_bar
 
@@ -59,7 +60,10 @@ def _check_policy(settings, name: str) -> None:
                    "(" + ", ".join(harness.ENV_BENCHES) + "; pip install 'agemem-lite[envs]') score "
                    "success / progress. decisions[:train|heldout|natural]: single protocol decisions "
                    "(accuracy per action class; default heldout and natural, --n items per generated split).")
-@click.option("--methods", default=None, help="Comma-separated methods. Default: all of " + ", ".join(METHODS) + ".")
+@click.option("--methods", default=None,
+              help="Comma-separated methods. Default: all of " + ", ".join(METHODS) + ". Also mem0 and mem0-raw: "
+                   "Mem0 OSS on the same GGUF through local llama.cpp servers, QA benchmarks only "
+                   "(pip install 'agemem-lite[mem0]').")
 @click.option("--policy", "-m", default=None,
               help="Policy model name (see `agemem models list`). Default: from settings.")
 @click.option("--n", "n", type=click.IntRange(1), default=10, show_default=True, help="Tasks per benchmark.")
@@ -104,6 +108,7 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
     cfg = EpisodeConfig(n_max=n_max or defaults.n_max, max_steps_per_turn=max_steps or defaults.max_steps_per_turn,
                         t_max=min(defaults.t_max, s.n_ctx), demonstrations=wants_demonstrations(s))
     env_cfg = EnvConfig(max_env_turns=max_env_turns or EnvConfig().max_env_turns)
+    peer = _mem0_peer(s, out) if any(m in mem0_peer.PEER_METHODS for m in names) else None
     with _progress_bar("preparing embedder") as progress:
         embedder = load_embedder(s, progress=progress)
     llm_judge = LLMJudge(judge_name, lambda: open_policy(s, judge_name)) if judge_name else None
@@ -111,7 +116,7 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
         with _episode_bar("eval") as progress:
             result = harness.run_eval(lambda: open_policy(s), embedder, specs, names, n=n, seed=seed, out_dir=out,
                                       settings=s, config=cfg, env_config=env_cfg, judge=llm_judge,
-                                      policy_name=s.policy, progress=progress)
+                                      policy_name=s.policy, progress=progress, peer=peer)
     finally:
         embedder.close()
         if llm_judge:
@@ -120,6 +125,19 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
     ctx.emit({"out": str(out), "report": str(path), "ran": result.ran, "loaded": result.loaded, "aggregate": agg},
              f"{result.ran} episodes run, {result.loaded} loaded from {out}\n\n"
              + "\n\n".join(t for t in (report.table2(agg), report.llm_table(agg)) if t) + f"\n\nreport: {path}")
+
+
+def _mem0_peer(s, out: Path):
+    """The Mem0 peer's session factory for this run: the policy's GGUF (and adapter) and the
+    embedder's, served on 127.0.0.1; its files under ``<out>/mem0-peer``."""
+    missing = mem0_peer.why_unavailable()
+    if missing:
+        raise ConfigError(missing)
+    policy_gguf, embedder_gguf = resolve(s, s.policy), resolve(s, s.embedder)
+    lora = adapter_path(get_spec(s, s.policy))
+    threads = s.n_threads or os.cpu_count() or 1
+    return lambda: mem0_peer.Mem0Session(policy_gguf, embedder_gguf, data_dir=out / "mem0-peer", lora_path=lora,
+                                         n_threads=threads)
 
 
 def _eval_decisions(ctx, splits, policy, n, seed, out, unused) -> None:

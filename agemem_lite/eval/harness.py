@@ -35,6 +35,7 @@ from the environment instead of EM/F1/MQ. ``run.json`` then also holds the ``Env
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -56,6 +57,7 @@ from ..memory.store import MemoryStore
 from ..rewards import exact_match, token_f1
 from . import env_benches, hotpot, locomo, longmemeval
 from .env_benches import ENV_BENCHES
+from .mem0_peer import PEER_METHODS, Mem0Result, make_peer_record
 
 EVAL_TODAY = "2025-01-01"          # the system prompt's date in every eval episode (determinism)
 RECORD_FORMAT = "agemem-eval-episode/1"
@@ -176,14 +178,15 @@ def parse_benches(text: str | Sequence[str]) -> list[BenchSpec]:
 
 
 def parse_methods(text: str | Sequence[str] | None) -> list[str]:
-    """Method names (comma-separated or a sequence; None = all of ``baselines.METHODS``)."""
+    """Method names (comma-separated or a sequence; None = all of ``baselines.METHODS``).
+    The Mem0 peer's methods (``mem0``, ``mem0-raw``) are accepted, never defaults."""
     if text is None:
         return list(METHODS)
     parts = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
-    unknown = [p for p in parts if p not in METHODS]
+    unknown = [p for p in parts if p not in METHODS and p not in PEER_METHODS]
     if unknown or not parts:
         raise ConfigError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
-                          f"choose from {', '.join(METHODS)}")
+                          f"choose from {', '.join([*METHODS, *PEER_METHODS])}")
     return list(dict.fromkeys(parts))
 
 
@@ -244,8 +247,11 @@ def load_record(path: str | Path) -> dict:
     return rec
 
 
-def record_episode(rec: dict) -> Episode | EnvEpisode:
-    """The full ``Episode`` (an ``EnvEpisode`` for an env record) stored in a record."""
+def record_episode(rec: dict) -> Episode | EnvEpisode | Mem0Result:
+    """The full ``Episode`` (an ``EnvEpisode`` for an env record, a ``Mem0Result`` for the
+    Mem0 peer's) stored in a record."""
+    if rec.get("peer") == "mem0":
+        return Mem0Result(**rec["episode"])
     if env_benches.record_kind(rec) == env_benches.KIND:
         return EnvEpisode.from_dict(rec["episode"])
     return Episode.from_dict(rec["episode"])
@@ -358,7 +364,7 @@ def _run_one(policy, embedder, task: EpisodeTask | EnvTask, cfg: EpisodeConfig, 
 def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods=None, *, n: int,
              seed: int = 0, out_dir: str | Path, settings=None, config: EpisodeConfig | None = None,
              env_config: EnvConfig | None = None, judge=None, policy_name: str | None = None,
-             progress: Progress | None = None) -> EvalResult:
+             progress: Progress | None = None, peer: Callable[[], object] | None = None) -> EvalResult:
     """Run (or load) every (bench, task, method) episode; write one JSON per episode.
 
     ``policy``: an open policy, or a zero-argument function that opens one on the first
@@ -367,6 +373,10 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
     and seed are set per episode; an empty ``today`` becomes ``EVAL_TODAY``). ``env_config``:
     the ``EnvConfig`` of environment benches (default ``EnvConfig()``). ``judge``: optional
     ``eval.judges.LLMJudge``, also applied to loaded QA episodes it has not scored.
+    ``peer``: for the Mem0 methods (``mem0_peer.PEER_METHODS``), a zero-argument function
+    giving a context manager whose value runs a task (``mem0_peer.Mem0Session``), entered
+    on the first Mem0 episode that must run. The peer answers QA tasks only: (environment
+    bench, Mem0 method) pairs are left out of the run.
     """
     specs = parse_benches(benches) if isinstance(benches, str) else \
         [parse_bench(b) if isinstance(b, str) else b for b in benches]
@@ -382,7 +392,10 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
     ecfg = env_config or EnvConfig()
     n_distractors = cfg.n_max * cfg.distractors_per_turn if cfg.n_distractors is None else cfg.n_distractors
     jobs = [(s.label, t, m) for s in specs
-            for t in build_tasks(s, n, seed, embedder, n_distractors=n_distractors, env_config=ecfg) for m in names]
+            for t in build_tasks(s, n, seed, embedder, n_distractors=n_distractors, env_config=ecfg) for m in names
+            if not (m in PEER_METHODS and s.name in ENV_BENCHES)]
+    if peer is None and any(m in PEER_METHODS for _, _, m in jobs):
+        raise ValueError("the Mem0 methods need `peer` (a mem0_peer.Mem0Session factory)")
     base = dataclasses.asdict(cfg)
     base.pop("method")
     identity = {"policy": name, "seed": seed, "config": base}
@@ -392,8 +405,9 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
                 {"date": datetime.now().isoformat(timespec="seconds"), "n": n,
                  "benches": [s.label for s in specs], "methods": names,
                  "judge": judge.name if judge else None, "machine": machine()})
-    opened, records, ran = None, [], 0
+    opened, session, records, ran = None, None, [], 0
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=out))
+    stack = contextlib.ExitStack()
     try:
         for i, (bench, task, method) in enumerate(jobs):
             if progress:
@@ -404,15 +418,21 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
                 if judge and _apply_judge(rec, judge):
                     write_json_atomic(path, rec)
             else:
-                if opener and opened is None:
-                    opened = opener()
-                ep = _run_one(opened or policy, embedder, task, dataclasses.replace(cfg, method=method),
-                              settings, scratch, ecfg)
-                if isinstance(ep, EnvEpisode):
-                    rec = env_benches.make_env_record(bench, task, ep, record_format=RECORD_FORMAT, seed=seed,
-                                                      policy=name)
+                if method in PEER_METHODS:
+                    session = session or stack.enter_context(peer())
+                    res = session.run(task, method, seed=seed, n_max=cfg.n_max, top_k=cfg.top_k,
+                                      n_distractors=cfg.n_distractors)
+                    rec = make_peer_record(bench, task, res, record_format=RECORD_FORMAT, seed=seed, policy=name)
                 else:
-                    rec = make_record(bench, task, ep, seed=seed, policy=name)
+                    if opener and opened is None:
+                        opened = opener()
+                    ep = _run_one(opened or policy, embedder, task, dataclasses.replace(cfg, method=method),
+                                  settings, scratch, ecfg)
+                    if isinstance(ep, EnvEpisode):
+                        rec = env_benches.make_env_record(bench, task, ep, record_format=RECORD_FORMAT, seed=seed,
+                                                          policy=name)
+                    else:
+                        rec = make_record(bench, task, ep, seed=seed, policy=name)
                 if judge:
                     _apply_judge(rec, judge)
                 write_json_atomic(path, rec)
@@ -421,6 +441,7 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
         if progress:
             progress(len(jobs), len(jobs), "done")
     finally:
+        stack.close()
         shutil.rmtree(scratch, ignore_errors=True)
         if opened is not None:
             opened.close()

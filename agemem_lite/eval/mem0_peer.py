@@ -1,7 +1,10 @@
 """Mem0 OSS as an offline, same-backbone peer (SPEC §7 baselines: "Mem0").
 
 An optional extra: ``pip install 'agemem-lite[mem0]'`` (``mem0ai`` plus the
-``[server]`` packages of llama-cpp-python). Nothing here is wired into the harness.
+``[server]`` packages of llama-cpp-python). In ``agemem eval`` it is two methods,
+``mem0`` (Mem0 proper: LLM fact extraction) and ``mem0-raw`` (every turn stored
+verbatim), on the QA benchmarks only (``PEER_METHODS``; ``Mem0Session`` is what the
+harness opens, ``make_peer_record`` what it writes).
 
 How it runs, all on 127.0.0.1 (measured working offline with mem0ai 2.2.1):
 
@@ -49,6 +52,8 @@ from pathlib import Path
 from typing import Iterator
 
 MEM0_EXTRA_HINT = "mem0 is not installed: pip install 'agemem-lite[mem0]'"
+PEER_METHODS = {"mem0": True, "mem0-raw": False}      # harness method -> Mem0PeerConfig.infer
+PEER_JUDGE = "Mem0 ADD events (memories Mem0 reported adding); Mem0 has no other tools"
 
 # The answer prompt of the Mem0 peer (SPEC §7: the baseline answers with the same
 # backbone from its retrieved memories). Every string the model reads belongs in
@@ -138,11 +143,15 @@ def mem0_config(cfg: Mem0PeerConfig) -> dict:
 
 
 def server_argv(model_path: str | os.PathLike, *, port: int, alias: str, embedding: bool = False,
-                n_ctx: int = 12288, n_threads: int = 1, python: str = sys.executable) -> list[str]:
-    """The command line of one llama-cpp-python OpenAI-compatible server on 127.0.0.1."""
+                n_ctx: int = 12288, n_threads: int = 1, lora_path: str | os.PathLike | None = None,
+                python: str = sys.executable) -> list[str]:
+    """The command line of one llama-cpp-python OpenAI-compatible server on 127.0.0.1
+    (``lora_path``: a GGUF LoRA adapter applied at load, as a trained registry policy has)."""
     argv = [python, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", alias,
             "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
             "--host", "127.0.0.1", "--port", str(port)]
+    if lora_path:
+        argv += ["--lora_path", str(lora_path)]
     return argv + ["--embedding", "True"] if embedding else argv
 
 
@@ -162,16 +171,19 @@ def _wait_ready(base_url: str, proc: subprocess.Popen, timeout_s: float) -> None
 @contextlib.contextmanager
 def serve(policy_gguf: str | os.PathLike, embedder_gguf: str | os.PathLike, *, chat_port: int = 8871,
           embed_port: int = 8872, n_ctx: int = 12288, n_threads: int = 1, data_dir: str = "mem0-peer",
-          log_dir: str | None = None, ready_timeout_s: float = 120.0) -> Iterator[Mem0PeerConfig]:
+          log_dir: str | None = None, ready_timeout_s: float = 120.0,
+          lora_path: str | os.PathLike | None = None) -> Iterator[Mem0PeerConfig]:
     """Start the chat and embedding servers; yield a ``Mem0PeerConfig`` pointing at them
     (and at ``data_dir``); stop both on exit. ``log_dir``: where their logs go (default:
-    discarded). Runs ``python -m llama_cpp.server`` with this interpreter."""
+    discarded). ``lora_path``: the policy's adapter, if it has one. Runs
+    ``python -m llama_cpp.server`` with this interpreter."""
     procs: list[subprocess.Popen] = []
     try:
         for name, path, port, emb, ctx in (("chat", policy_gguf, chat_port, False, n_ctx),
                                            ("embed", embedder_gguf, embed_port, True, 512)):
             argv = server_argv(path, port=port, alias="policy" if name == "chat" else "minilm",
-                               embedding=emb, n_ctx=ctx, n_threads=n_threads)
+                               embedding=emb, n_ctx=ctx, n_threads=n_threads,
+                               lora_path=lora_path if name == "chat" else None)
             with open(Path(log_dir) / f"{name}.log", "w") if log_dir else open(os.devnull, "w") as log:
                 procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
         cfg = Mem0PeerConfig(data_dir=data_dir, chat_url=f"http://127.0.0.1:{chat_port}/v1",
@@ -275,6 +287,11 @@ class Mem0Result:
         return asdict(self)
 
 
+def user_id(task_id: str, method: str, seed: int) -> str:
+    """Mem0's namespace for one rollout of a task: ``ep:<task>:<method>:<seed>``."""
+    return f"ep:{task_id}:{method}:{seed}"
+
+
 def run_task(task, cfg: Mem0PeerConfig | None = None, memory=None) -> Mem0Result:
     """Run one ``episodes.EpisodeTask`` through Mem0 and answer its question.
 
@@ -287,7 +304,7 @@ def run_task(task, cfg: Mem0PeerConfig | None = None, memory=None) -> Mem0Result
     own = memory is None
     memory = memory if memory is not None else open_memory(cfg)
     method = "mem0" if cfg.infer else "mem0-raw"
-    uid = f"ep:{task.id}:{method}:{cfg.seed}"
+    uid = user_id(task.id, method, cfg.seed)
     filters = {"user_id": uid}
     try:
         if memory.get_all(filters=filters, top_k=1)["results"]:
@@ -327,3 +344,85 @@ def run_task(task, cfg: Mem0PeerConfig | None = None, memory=None) -> Mem0Result
     finally:
         if own:
             close_memory(memory)
+
+
+class Mem0Session:
+    """The peer as the harness uses it: servers up and one ``mem0.Memory`` open for a whole
+    run (a context manager; ``run`` one task at a time). Files under ``data_dir``
+    (qdrant/, history.db, the servers' logs), which a resumed run reuses."""
+
+    def __init__(self, policy_gguf: str | os.PathLike, embedder_gguf: str | os.PathLike, *, data_dir: str | os.PathLike,
+                 lora_path: str | os.PathLike | None = None, n_threads: int = 1, n_ctx: int = 12288,
+                 chat_port: int = 8871, embed_port: int = 8872):
+        self._serve = dict(policy_gguf=policy_gguf, embedder_gguf=embedder_gguf, chat_port=chat_port,
+                           embed_port=embed_port, n_ctx=n_ctx, n_threads=n_threads, data_dir=str(data_dir),
+                           log_dir=str(data_dir), lora_path=lora_path)
+        self._stack: contextlib.ExitStack | None = None
+        self.cfg: Mem0PeerConfig | None = None
+        self.memory = None
+
+    def __enter__(self) -> "Mem0Session":
+        Path(self._serve["data_dir"]).mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            self.cfg = stack.enter_context(serve(**self._serve))
+            self.memory = open_memory(self.cfg)
+            stack.callback(close_memory, self.memory)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def run(self, task, method: str, *, seed: int, n_max: int, top_k: int,
+            n_distractors: int | None = None) -> Mem0Result:
+        """One task through Mem0 (``method`` in ``PEER_METHODS``). Whatever a killed earlier
+        run left under this task's user_id is deleted first, so the task starts empty."""
+        if method not in PEER_METHODS:
+            raise ValueError(f"{method!r} is not a Mem0 peer method ({', '.join(PEER_METHODS)})")
+        if self.memory is None:
+            raise RuntimeError("Mem0Session.run outside its `with` block")
+        self.memory.delete_all(user_id=user_id(task.id, method, seed))
+        from dataclasses import replace
+
+        cfg = replace(self.cfg, infer=PEER_METHODS[method], seed=seed, n_max=n_max, top_k=top_k,
+                      n_distractors=n_distractors)
+        return run_task(task, cfg, self.memory)
+
+
+def peer_metrics(result: Mem0Result) -> dict:
+    """The report's per-episode numbers for one Mem0 task (the harness's ``episode_metrics``
+    shape): its LLM calls count as steps, its ADD events as Add_memory calls."""
+    return {"em": result.exact_match, "f1": result.f1, "mq": result.memory_quality,
+            "prompt_tokens": result.prompt_tokens,
+            "tool_calls": {"Add_memory": result.n_added} if result.n_added else {},
+            "failed_calls": 0, "steps": result.llm_calls, "wall_s": result.wall_s,
+            "answered": bool(result.answer), "n_max_exceeded": False, "reward": None}
+
+
+def make_peer_record(bench: str, task, result: Mem0Result, *, record_format: str, seed: int, policy: str) -> dict:
+    """What one Mem0 episode file holds (the QA record shape; ``episode`` is the ``Mem0Result``)."""
+    from ..rewards import RewardConfig
+
+    return {"format": record_format, "bench": bench, "method": result.method, "task_id": task.id, "seed": seed,
+            "policy": policy, "peer": "mem0",
+            "judges": {"em": "EM vs gold (SQuAD-normalised answer)", "f1": "token F1 vs gold (SQuAD-normalised)",
+                       "mq": f"coverage@{RewardConfig().coverage_threshold} of the gold facts by Mem0's final memories",
+                       "tool_calls": PEER_JUDGE},
+            "metrics": peer_metrics(result), "task": task.to_dict(), "episode": result.to_dict()}
+
+
+def why_unavailable() -> str | None:
+    """None when the peer can run here, else the one line that says why not (the extra is
+    missing, or OPENROUTER_API_KEY would send mem0's LLM calls off the machine)."""
+    from importlib.util import find_spec
+
+    missing = [m for m in ("mem0", "qdrant_client", "uvicorn", "fastapi", "sse_starlette", "starlette_context",
+                           "pydantic_settings") if find_spec(m) is None]
+    if missing:
+        return f"{MEM0_EXTRA_HINT} (missing: {', '.join(missing)})"
+    if os.environ.get("OPENROUTER_API_KEY"):
+        return ("OPENROUTER_API_KEY is set: mem0 would send its LLM calls to openrouter.ai instead of the "
+                "local server; unset it to run the Mem0 peer")
+    return None

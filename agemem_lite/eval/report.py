@@ -35,6 +35,7 @@ from statistics import mean
 from ..baselines import METHODS
 from .env_benches import record_kind
 from .harness import MANIFEST, load_record
+from .mem0_peer import PEER_JUDGE, PEER_METHODS
 
 TOOL_COLUMNS = (("ADD", "Add_memory"), ("UPDATE", "Update_memory"), ("DELETE", "Delete_memory"),
                 ("RETRIEVE", "Retrieve_memory"), ("SUMMARY", "Summary_context"), ("FILTER", "Filter_context"))
@@ -186,11 +187,17 @@ def _tools_table(tools: dict, methods: list[str]) -> str:
     return _table(["method"] + [c for c, _ in TOOL_COLUMNS] + ["failed", "episodes"], rows)
 
 
+def _peers(agg: dict) -> list[str]:
+    return [m for m in agg["methods"] if m in PEER_METHODS]
+
+
 def table3(agg: dict) -> str:
     """Table 3: tool calls per episode by type (every call the policy wrote, refused ones too);
     all benchmarks pooled, or QA benchmarks and environments pooled apart when a run has both."""
     judge = ("judge: counts from the episode traces (calls the policy wrote, including refused ones; "
              "\"failed\" = tool results with ok = false)")
+    if _peers(agg):
+        judge += f"; {', '.join(_peers(agg))}: ADD = {PEER_JUDGE}"
     groups = _kinds(agg)
     if len(groups) < 2:
         return f"{judge}, all benchmarks pooled.\n\n" + _tools_table(agg["tools"], agg["methods"])
@@ -225,8 +232,11 @@ def mq_table(agg: dict) -> str:
 
 
 def tokens_table(agg: dict) -> str:
+    peers = (f" {', '.join(_peers(agg))}: every LLM call's prompt as the server counted it (mem0's "
+             "fact-extraction prompt, ~8k tokens, is sent with every turn; the server re-reads only the suffix "
+             "after its cached prefix)." if _peers(agg) else "")
     text = ("judge: none, counted (sum over the episode's steps of the policy's prompt tokens). "
-            "Cell: mean prompt tokens per episode.\n\n"
+            f"Cell: mean prompt tokens per episode.{peers}\n\n"
             + _table(["method"] + agg["benches"], _per_bench(agg, lambda m, c: f"{c['prompt_tokens']:.0f}")))
     notes = []
     for b in agg["benches"]:
@@ -247,8 +257,10 @@ def wall_table(agg: dict) -> str:
         return f"{c['wall_s']:.2f} s ({c['steps']:.1f} steps; {c['no_answer']} no answer)"
     envs = (" Env cells: mean seconds per episode (mean steps; mean game turns, mean invalid actions or turns "
             "without one)." if "env" in _kinds(agg) else "")
+    peers = (f" {', '.join(_peers(agg))}: steps = LLM calls (one extraction per turn for mem0, none for "
+             "mem0-raw, and the answer)." if _peers(agg) else "")
     return ("judge: none, measured (stages 1-3 of one episode, this machine). "
-            f"Cell: mean seconds per episode (mean steps per episode; episodes without an answer).{envs}\n\n"
+            f"Cell: mean seconds per episode (mean steps per episode; episodes without an answer).{envs}{peers}\n\n"
             + _table(["method"] + agg["benches"], _per_bench(agg, fmt)))
 
 
