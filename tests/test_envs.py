@@ -40,11 +40,11 @@ def call(name: str, **arguments) -> str:
 
 
 def test_registry_and_action_normalisation():
-    assert set(ENVS) == {"babyai", "pddl", "scienceworld"}
+    assert set(ENVS) == {"babyai", "pddl", "scienceworld", "alfworld"}
     assert normalize_action('  "(Stack  B1 B2)." ') == "stack b1 b2"
     assert normalize_action("Go forward.") == "go forward"
     with pytest.raises(ValueError, match="unknown environment"):
-        make_env("alfworld")
+        make_env("webshop")
 
 
 # -- BabyAI ------------------------------------------------------------------------------------------

@@ -270,7 +270,7 @@ def test_scienceworld_without_java_is_a_one_line_error_naming_the_runtime(tmp_pa
 
 @pytest.mark.parametrize("bench,message", [
     ("babyai:levels.json", "benchmark 'babyai' is generated from --n and --seed; it takes no file"),
-    ("alfworld", "choose from hotpot, longmemeval, locomo, babyai, tyreworld, blocksworld, scienceworld"),
+    ("webshop", "choose from hotpot, longmemeval, locomo, babyai, tyreworld, blocksworld, scienceworld, alfworld"),
 ])
 def test_bad_env_bench_names_are_one_line_errors(tmp_path, bench, message):
     _one_line_error(_eval(tmp_path, "--bench", bench), message)

@@ -1,8 +1,9 @@
-"""Long-horizon text environments (SPEC §7: BabyAI, PDDL, ScienceWorld) for the memory protocol.
+"""Long-horizon text environments (SPEC §7: BabyAI, PDDL, ScienceWorld, ALFWorld) for the memory protocol.
 
-Install them with the ``envs`` extra (``pip install 'agemem-lite[envs]'``); this
-package imports without it, and each environment imports its package only when
-it is opened (``make_env``), raising ``EnvUnavailable`` with the install line.
+Install them with the ``envs`` extra (``pip install 'agemem-lite[envs]'``) and, for
+ALFWorld, ``pip install --no-deps alfworld==0.4.2`` (see below); this package
+imports without them, and each environment imports its package only when it is
+opened (``make_env``), raising ``EnvUnavailable`` with the install line.
 
 =============  ==========================  ====================================  ==================
 name           what                        one instance (``reset(seed)``)        score (SPEC §7)
@@ -10,12 +11,19 @@ name           what                        one instance (``reset(seed)``)       
 babyai         ``minigrid`` BabyAI levels  the level's layout for that seed      success rate
 pddl           ``pyperplan`` + generators  a generated problem for that seed     progress rate
 scienceworld   ``scienceworld`` (Java)     variation ``split[seed % n]``         success rate
+alfworld       ``alfworld`` data + ours    a game generated for that seed        success rate
 =============  ==========================  ====================================  ==================
 
-ALFWorld is not here yet: the ``alfworld`` wheel ships no playable games, only the
-domain PDDL, the text grammar, room layouts and the goal library; games would have
-to be generated from those (a layout -> PDDL problem writer) and played with
-``textworld``'s PDDL engine, whose install builds native code from source.
+ALFWorld games are generated here (``envs.alfworld``): the ``alfworld`` wheel ships
+no playable games, only the domain PDDL, the text grammar, the room layouts of
+120 AI2-THOR scenes, the object/receptacle tables and the goal library. For
+``reset(seed)`` a scene, a feasible goal of the chosen task type (one of the six)
+and a random placement of the scene's objects are drawn, and the game is
+simulated in plain Python with the domain's rules and ALFWorld's phrasing. Its
+engine, ``textworld[pddl]``, is not used and cannot be installed here (it needs
+``jericho>=3.3.0``, which has no installable distribution), so the wheel is
+installed without dependencies: ``pip install --no-deps alfworld==0.4.2`` (it is
+not in the ``envs`` extra, whose install would pull the engine in).
 
 The text interface (``TextEnv``)
 --------------------------------
@@ -32,11 +40,12 @@ The text interface (``TextEnv``)
   ``success`` (the instance is solved); ``done`` is success, failure or the
   environment's own step limit.
 - ``expert_actions()``: a solution from the reset state (BabyAI: ``BabyAIBot``;
-  PDDL: a pyperplan plan; ScienceWorld: its gold path). Used to write stage-1
+  PDDL: a pyperplan plan; ScienceWorld: its gold path; ALFWorld: a scripted player
+  that searches receptacles in a fixed order). Used to write stage-1
   trial notes and stage-2 distractors, and by the tests.
 - ``family``: the task family an instance belongs to (``babyai:BabyAI-GoToLocal-v0``,
-  ``pddl:tyreworld``, ``scienceworld:boil``); ``notes()``: fixed facts about
-  that family (rules a player learns after one game).
+  ``pddl:tyreworld``, ``scienceworld:boil``, ``alfworld:pick_and_place_simple``);
+  ``notes()``: fixed facts about that family (rules a player learns after one game).
 - ``distractor_kwargs()``: the ``make_env`` keyword arguments of a DIFFERENT
   task of the same environment (another level / domain / task), whose
   observations are stage-2 distractors.
@@ -54,7 +63,8 @@ is what the turns carry and how the end is scored.
    ``Add_memory``; the current goal is not revealed.
 2. ``"stm"``, STM control under distractors: observations from a DIFFERENT task
    of the same environment (another BabyAI level, another PDDL domain, another
-   ScienceWorld task), recorded along that task's expert path, one per turn.
+   ScienceWorld task, another ALFWorld task type), recorded along that task's
+   expert path, one per turn.
    They look like game observations but describe another goal and other
    objects: material to ``Filter_context`` / ``Summary_context`` away.
 3. ``"reason"``: the game itself. The first turn gives the goal, the action help,
@@ -144,6 +154,7 @@ ENVS: dict[str, str] = {
     "babyai": "babyai:BabyAIEnv",
     "pddl": "pddl:PDDLEnv",
     "scienceworld": "scienceworld:ScienceWorldEnv",
+    "alfworld": "alfworld:AlfworldEnv",
 }
 
 
@@ -160,7 +171,8 @@ def env_class(name: str):
 def make_env(name: str, **kwargs) -> TextEnv:
     """Open environment ``name`` with its keyword arguments, e.g.
     ``make_env("babyai", level="BabyAI-GoToLocal-v0")``, ``make_env("pddl", domain="tyreworld",
-    size=1)``, ``make_env("scienceworld", task="boil")``."""
+    size=1)``, ``make_env("scienceworld", task="boil")``,
+    ``make_env("alfworld", task_type="pick_heat_then_place_in_recep")``."""
     return env_class(name)(**kwargs)
 
 

@@ -11,6 +11,7 @@ babyai         ``babyai``, level ``BabyAI-GoToLocal-v0``         success rate
 tyreworld      ``pddl``, our tyreworld generator, 1 flat tyre   progress rate (and success)
 blocksworld    ``pddl``, autoscale blocksworld, 4 blocks        progress rate (and success)
 scienceworld   ``scienceworld``, task ``find-living-thing``     success rate (needs Java)
+alfworld       ``alfworld``, ``pick_and_place_simple`` games    success rate (and progress)
 =============  ==============================================  ==========================
 
 - Tasks from (n, seed): instance seeds are drawn from ``random.Random(f"{bench}:{seed}")``
@@ -20,12 +21,17 @@ scienceworld   ``scienceworld``, task ``find-living-thing``     success rate (ne
   run. Each instance becomes an ``EnvTask`` through ``envs.runner.make_env_task`` with
   the run's ``EnvConfig`` (stage-1 trial notes, stage-2 observations of another task).
   ScienceWorld maps a seed to variation ``seed % variations``, so two tasks can share one.
+- ALFWorld games are generated per seed from the ``alfworld`` wheel's data (``envs.alfworld``);
+  the row plays one task type (an instance's family must stay that of its earlier trials),
+  ``pick_and_place_simple`` (9 expert actions on average, at most 40); another task type is one
+  more row. Its install line is ``pip install --no-deps alfworld==0.4.2`` (``EnvBench.install``).
 - Sizes are small on purpose (tyreworld: about 19 expert actions at 1 tyre, 30 at 2,
   which is the default ``max_env_turns``); another size or level is one more row.
 - Scores, both named as judges in every record: ``success`` (0/1, the environment's
   own flag: the instance is solved) and ``progress`` (the best share of the goal reached
   during the game, from the environment; BabyAI's is 0 or 1, ScienceWorld's is its
-  score / 100). Costs as for QA: prompt tokens, tool calls by type, failed calls, wall time.
+  score / 100, ALFWorld's the share of its ordered subgoals). Costs as for QA: prompt
+  tokens, tool calls by type, failed calls, wall time.
   MQ is not defined (an environment has no gold facts to cover) and the LLM judge does
   not apply (no question, no gold answer): both are left out of env records.
 """
@@ -38,6 +44,7 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 
 from ..envs import INSTALL_HINT, EnvUnavailable, make_env
+from ..envs.alfworld import INSTALL_LINE as ALFWORLD_INSTALL
 from ..envs.runner import PRIOR_SEED_BASE, EnvConfig, EnvEpisode, EnvTask, make_env_task
 from ..errors import ConfigError
 
@@ -55,9 +62,10 @@ class EnvBench:
     name: str
     env: str                                  # ``envs.ENVS`` name
     kwargs: dict = field(hash=False)          # ``make_env`` keyword arguments
-    requires: tuple[str, ...]                 # importable modules (the ``envs`` extra)
+    requires: tuple[str, ...]                 # importable modules (the ``envs`` extra unless ``install``)
     description: str
     java: bool = False                        # needs a Java runtime on PATH
+    install: str = INSTALL_HINT               # the line that installs ``requires``
 
 
 ENV_BENCHES: dict[str, EnvBench] = {b.name: b for b in (
@@ -69,6 +77,9 @@ ENV_BENCHES: dict[str, EnvBench] = {b.name: b for b in (
              "PDDL blocksworld, 4 blocks, generated per seed; progress rate"),
     EnvBench("scienceworld", "scienceworld", {"task": "find-living-thing"}, ("scienceworld",),
              "ScienceWorld find-living-thing variations (needs Java); success rate", java=True),
+    EnvBench("alfworld", "alfworld", {"task_type": "pick_and_place_simple"}, ("alfworld",),
+             "ALFWorld pick-and-place games, generated per seed from the alfworld data; success rate",
+             install=ALFWORLD_INSTALL),
 )}
 
 
@@ -78,7 +89,7 @@ def check_available(name: str) -> None:
     missing = [m for m in bench.requires if find_spec(m) is None]
     if missing:
         raise EnvUnavailable(f"benchmark {name!r} needs {', '.join(missing)} (not installed): "
-                             f"{INSTALL_HINT}")
+                             f"{bench.install}")
     if bench.java and shutil.which("java") is None:
         raise EnvUnavailable(f"benchmark {name!r} needs a Java runtime (JRE >= 8) and 'java' is not on PATH; "
                              "install one, e.g. 'apt-get install default-jre-headless'")
