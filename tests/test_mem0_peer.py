@@ -94,3 +94,42 @@ def test_mem0_raw_through_the_harness_on_real_servers(tmp_path, settings, embedd
     assert again.ran == 0 and again.loaded == 1
     text, agg = report.render_report(out, plots=False)
     assert "mem0-raw" in agg["methods"] and "Mem0 ADD events" in text
+
+
+@pytest.mark.skipif(__import__("sys").platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_server_children_die_with_a_killed_parent(tmp_path):
+    """The peer's servers are started with _die_with_parent: when the eval process is killed
+    (SIGKILL: no finally runs) they stop too instead of holding the ports."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "from agemem_lite.eval.mem0_peer import _die_with_parent\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], preexec_fn=_die_with_parent)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(120)\n")])
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(pidfile.read_text())
+    os.kill(child, 0)                                   # the child runs
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(child, os.WNOHANG)               # not our child: reaped by init, ignore
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the server child outlived its killed parent")

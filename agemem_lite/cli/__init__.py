@@ -8,7 +8,9 @@ and exit code 1; click's own usage errors exit 2.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -35,10 +37,17 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt   # `kill` unwinds like Ctrl+C: finally blocks close stores and stop servers
+
+
 class AgememGroup(click.Group):
     """A click group that turns library errors into one readable line."""
 
     def invoke(self, ctx):
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
         except AgememError as e:

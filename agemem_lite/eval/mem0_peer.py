@@ -168,6 +168,15 @@ def _wait_ready(base_url: str, proc: subprocess.Popen, timeout_s: float) -> None
     raise TimeoutError(f"llama_cpp.server at {base_url} not ready after {timeout_s:.0f} s")
 
 
+def _die_with_parent() -> None:
+    """In the server's child process (Linux): get SIGTERM when the process that started it
+    dies, so a killed eval leaves no server holding the port."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG = 1
+
+
 @contextlib.contextmanager
 def serve(policy_gguf: str | os.PathLike, embedder_gguf: str | os.PathLike, *, chat_port: int = 8871,
           embed_port: int = 8872, n_ctx: int = 12288, n_threads: int = 1, data_dir: str = "mem0-peer",
@@ -185,7 +194,8 @@ def serve(policy_gguf: str | os.PathLike, embedder_gguf: str | os.PathLike, *, c
                                embedding=emb, n_ctx=ctx, n_threads=n_threads,
                                lora_path=lora_path if name == "chat" else None)
             with open(Path(log_dir) / f"{name}.log", "w") if log_dir else open(os.devnull, "w") as log:
-                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                              preexec_fn=_die_with_parent if sys.platform == "linux" else None))
         cfg = Mem0PeerConfig(data_dir=data_dir, chat_url=f"http://127.0.0.1:{chat_port}/v1",
                              embed_url=f"http://127.0.0.1:{embed_port}/v1")
         _wait_ready(cfg.chat_url, procs[0], ready_timeout_s)
