@@ -52,6 +52,7 @@ async def wait_idle(pilot):
 async def say(pilot, text):
     await pilot.click("#prompt")
     await pilot.press(*text, "enter")
+    pilot.app.chat_screen.query_one("#prompt").cursor_blink = False   # a blinking cursor made SVGs timing-dependent
     await wait_idle(pilot)
 
 
