@@ -22,7 +22,8 @@ pytest.importorskip("peft")
 pytest.importorskip("trl")
 
 from train.config import TrainConfig  # noqa: E402
-from train.warm_start import build_turns, retrieve_turn, tokenize_turn, turns_of  # noqa: E402
+from train.warm_start import (OPEN_PROMPTS, build_turns, question_turns, replay_turns,  # noqa: E402
+                              retrieve_turn, tokenize_turn, turns_of)
 
 
 def _item(label: str, split: str = "train") -> D.DecisionItem:
@@ -69,6 +70,43 @@ def test_build_turns_keeps_classes_and_the_long_share():
     assert {"add", "update", "delete", "retrieve", "answer"} <= labels
     assert not labels & {"filter", "summary"}
     assert {t.label for t in build_turns(70, 0, long_share=1.0)} >= {"filter", "summary"}
+
+
+def test_question_turns_answer_the_episode_question_in_its_short_form():
+    from agemem_lite import prompts
+    from agemem_lite.eval.harness import build_tasks
+
+    turns = question_turns(8, 1000)
+    tasks = {t.question: t for b in ("hotpot", "longmemeval") for t in build_tasks(b, 4, 1000, n_distractors=0)}
+    assert len(turns) == 8 and {t.label for t in turns} == {"answer", "retrieve"}
+    eval_questions = {t.question for b in ("hotpot", "longmemeval") for t in build_tasks(b, 8, 0, n_distractors=0)}
+    for turn in turns:
+        user = turn.context[-1]["content"]
+        question = user.split("User: ")[-1].split("\n" + prompts.QUESTION_INSTRUCTION)[0]
+        task = tasks[question]
+        assert question not in eval_questions                    # other tasks than `agemem eval --seed 0`
+        assert user.endswith(prompts.QUESTION_INSTRUCTION)
+        assert parse_step(turn.steps[-1]).answer == task.answers[0]     # the gold short answer, nothing else
+        if turn.label == "retrieve":                              # stage 3: no retrieval shown, search first
+            assert "Related memories" not in user and user == prompts.render_question(task.question)
+            assert parse_step(turn.steps[0]).calls[0].name == "Retrieve_memory"
+            assert all(info in turn.tool_results[0] for info in task.information)
+        else:
+            assert all(info in user for info in task.information)
+
+
+def test_replay_turns_keep_the_base_models_own_reply(small_policy, tmp_path):
+    cache = tmp_path / "replay.json"
+    turns = replay_turns(small_policy.model_path, 3, 0, cache=cache, max_reply_tokens=48)
+    replies = json.loads(cache.read_text())
+    assert set(replies) == {p for _, p in OPEN_PROMPTS[:3]}
+    for turn in turns:                                            # truncated replies are left out
+        prompt = next(p for _, p in OPEN_PROMPTS[:3] if turn.context[-1]["content"].endswith(p))
+        step = parse_step(turn.steps[0])
+        assert step.answer == replies[prompt] and not step.calls and not turn.tool_results
+    cache.write_text(json.dumps({p: f"cached {i}" for i, (_, p) in enumerate(OPEN_PROMPTS[:3])}))
+    again = replay_turns(small_policy.model_path, 3, 0, cache=cache)   # from the cache, no generation
+    assert [parse_step(t.steps[0]).answer for t in again] == ["cached 0", "cached 1", "cached 2"]
 
 
 def test_mask_covers_exactly_the_oracle_steps(small_policy):

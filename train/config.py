@@ -22,8 +22,9 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: One warm-start round's settings when its table leaves them out (seed: the run's seed + round index).
 #: long_share keeps that share of the Filter/Summary items (a 4k-token context costs ~8 short items
 #: on a CPU); long_budget is the context budget they are generated for; longer turns are dropped.
+#: replay / questions: self-distilled open answers / stage-3 episode turns added (train.warm_start).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
-                       "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000}
+                       "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "questions": 0}
 
 
 def _f(default, help: str):
@@ -156,9 +157,10 @@ class TrainConfig:
             r = {**WARM_START_DEFAULTS, **rnd}
             r["seed"] = self.seed + i if r["seed"] is None else r["seed"]
             r["classes"] = list(r["classes"] or CLASSES)
-            for k in ("items", "seed", "long_budget", "max_tokens"):
-                if isinstance(r[k], bool) or not isinstance(r[k], int) or r[k] < (0 if k == "seed" else 1):
-                    raise ConfigError(f"{where}.{k}={r[k]!r}: an integer ≥ {0 if k == 'seed' else 1}")
+            for k in ("items", "seed", "long_budget", "max_tokens", "replay", "questions"):
+                low = 1 if k in ("items", "long_budget", "max_tokens") else 0
+                if isinstance(r[k], bool) or not isinstance(r[k], int) or r[k] < low:
+                    raise ConfigError(f"{where}.{k}={r[k]!r}: an integer ≥ {low}")
             for k in ("epochs", "lr"):
                 if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or r[k] <= 0:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number > 0")

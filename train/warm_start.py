@@ -17,6 +17,14 @@ What one training example is (why):
 - Retrieve follow-ups are built from memory-answered items: the target memory is
   not shown, the oracle retrieves it, the tool result lists it, the answer uses it.
   Retrieve items keep their "no memories found" ending so that abstaining is learnt.
+- Answering must survive the warm start: a first version trained on short templated
+  replies only answered open questions and greetings with a copy of its think. So a
+  round may add (``replay``) turns whose reply is the base model's own answer to an
+  open request (self-distilled replay: the answer text is what the model already says,
+  only the protocol around it is taught), and (``questions``) stage-3 turns of training
+  episodes: the question with the short-answer instruction, the supporting facts either
+  shown as related memories (answer at once) or found by Retrieve_memory (search, then
+  answer), the reply being the gold short answer.
 - Tokens come from llama.cpp's tokenizer (``LlamaPolicy.render`` / ``tokenize``),
   the way rollouts and chat tokenize: the chat template's control tokens are
   specials, the protocol tags are spelled as ordinary tokens (in this GGUF the
@@ -131,6 +139,128 @@ def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool
     return out
 
 
+#: Open requests for the self-distilled replay (none is in the decision set's held-out or
+#: natural items): greetings, small talk, advice, explanations, writing, arithmetic.
+OPEN_PROMPTS = (
+    ("chat", "Hi! How's it going?"), ("chat", "Morning! Ready for another day?"),
+    ("chat", "I'm back, did you miss me?"), ("chat", "That's all, thank you so much."),
+    ("chat", "lol ok"), ("chat", "Bye for now!"), ("chat", "You're a great help, you know that?"),
+    ("chat", "Sorry, I was away for a bit."), ("chat", "Nice one!"), ("chat", "hmm, let me think about it"),
+    ("question", "Can you give me three tips for sleeping better?"),
+    ("question", "Explain what a mortgage is in two sentences."),
+    ("question", "Write a haiku about autumn rain."),
+    ("question", "What's a good way to start learning to cook?"),
+    ("question", "How do I politely decline a meeting invitation?"),
+    ("question", "Suggest a name for a grey kitten."),
+    ("question", "What is the capital of Canada?"),
+    ("question", "How many grams are in a kilogram?"),
+    ("question", "What's the difference between weather and climate?"),
+    ("question", "Give me a quick idea for a vegetarian lunch."),
+    ("question", "How do I reverse a list in Python?"),
+    ("question", "What does HTTP stand for?"),
+    ("question", "Write one sentence to wish a colleague a happy retirement."),
+    ("question", "Why is the sky blue? Keep it short."),
+    ("question", "What is 15 percent of 80?"),
+    ("question", "How long should I boil an egg for a soft yolk?"),
+    ("question", "Can you recommend a stretching routine for after running?"),
+    ("question", "What's a polite way to remind someone they owe me money?"),
+    ("question", "Translate 'thank you very much' into Spanish."),
+    ("question", "What is photosynthesis, in simple words?"),
+    ("question", "List three board games for a family evening."),
+    ("question", "How can I stay focused while working from home?"),
+    ("question", "What is 7 times 8?"),
+    ("question", "Which planet is closest to the sun?"),
+    ("question", "Write a two-line poem about coffee."),
+    ("question", "How do I convert Celsius to Fahrenheit?"),
+    ("question", "What should I pack for a weekend hiking trip?"),
+    ("question", "Give me a fun fact about octopuses."),
+    ("question", "How do I make my houseplants last longer?"),
+    ("question", "What's a good first sentence for a cover letter?"),
+    ("question", "Explain recursion to a beginner in one paragraph."),
+    ("question", "How many continents are there?"),
+    ("question", "What's an easy way to save money on groceries?"),
+    ("question", "Summarise the plot of Cinderella in two sentences."),
+    ("question", "What is the square root of 144?"),
+    ("question", "Suggest a short warm-up before a run."),
+    ("question", "How do I say no to extra work without sounding rude?"),
+    ("question", "What are the three primary colours?"),
+)
+REPLAY_SYSTEM = "You are a helpful, friendly personal assistant. Reply briefly."
+
+
+def replay_turns(base_gguf: Path, n: int, seed: int, *, cache: Path | None = None,
+                 max_reply_tokens: int = 160) -> list[Turn]:
+    """``n`` open requests (cycling ``OPEN_PROMPTS``) answered by the base model itself, greedy,
+    outside the protocol; the reply goes into an answer step in the serving format. Half of
+    them are shown an unrelated memory (chat shows related memories with every turn, and a
+    greeting is not a reason to search). Truncated replies are left out. ``cache``: a JSON
+    file of earlier replies (prompt -> reply), so a rerun does not generate again."""
+    from agemem_lite.policy.llama import load_llama
+
+    r = random.Random(f"replay:{seed}")
+    picks = [OPEN_PROMPTS[i % len(OPEN_PROMPTS)] for i in range(n)]
+    done = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+    todo = sorted({p for _, p in picks if p not in done})
+    if todo:
+        llm = load_llama(base_gguf, n_ctx=1024, seed=0)
+        try:
+            for p in todo:
+                out = llm.create_chat_completion(
+                    [{"role": "system", "content": REPLAY_SYSTEM}, {"role": "user", "content": p}],
+                    temperature=0.0, max_tokens=max_reply_tokens)
+                ch = out["choices"][0]
+                done[p] = ch["message"]["content"].strip() if ch.get("finish_reason") == "stop" else ""
+        finally:
+            llm.close()
+        if cache is not None:
+            cache.write_text(json.dumps(done, indent=1, ensure_ascii=False))
+    others = [m for it in D.generate(40, seed, "train") for m in it.shown]
+    out: list[Turn] = []
+    for i, (kind, p) in enumerate(picks):
+        reply = done.get(p, "")
+        if not reply or "<" in reply:   # truncated, or text that looks like protocol tags
+            continue
+        shown = [r.choice(others)] if others and r.random() < 0.5 else []
+        item = D.DecisionItem(id=f"replay-{i}", split="train", label="answer", user=p, shown=shown,
+                              kind=kind, basis="chat" if kind == "chat" else "general", gold=reply)
+        out.append(Turn(item.id, "answer", D.messages(item, guided=False), [D.oracle_completion(item)], []))
+    return out
+
+
+def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longmemeval")) -> list[Turn]:
+    """Stage-3 turns of ``n`` training episodes (``seed`` must not be the evaluation's): the question
+    with the short-answer instruction; its information turns as memories, either shown with the question
+    (answer at once) or found by Retrieve_memory (search, hits, answer). The reply is the gold
+    short answer, so the step that the episode judges learns the form they score."""
+    from agemem_lite.eval.harness import build_tasks
+
+    r = random.Random(f"questions:{seed}")
+    per = [n // len(benches) + (i < n % len(benches)) for i in range(len(benches))]
+    out: list[Turn] = []
+    for bench, k in zip(benches, per):
+        for t in build_tasks(bench, k, seed, n_distractors=0):
+            start = r.randrange(1, 30)
+            mems = [(f"mem_{start + j}", f) for j, f in enumerate(t.information)]
+            user = prompts.render_question(t.question)
+            target, answer = mems[-1][0], t.answers[0]   # the latest turn (a knowledge update's new value)
+            if r.random() < 0.5:
+                item = D.DecisionItem(id=f"q-{t.id}", split="train", label="answer", user=user,
+                                      shown=r.sample(mems, len(mems)), target_id=target, kind="question",
+                                      basis="memory", gold=answer)
+                out.append(Turn(item.id, "answer", D.messages(item, guided=False), [D.oracle_completion(item)], []))
+                continue
+            item = D.DecisionItem(id=f"q-{t.id}", split="train", label="retrieve", user=user, kind="question",
+                                  gold=t.question.split("] ", 1)[-1])
+            hits = "\n" + prompts.render_memory_lines(mems)
+            reply = render_step(f"Kind: question. {target} answers it.", answer=answer)
+            ctx = D.messages(item, guided=False)
+            ctx[-1] = {"role": "user", "content": user}   # stage 3 shows no retrieval with the question
+            out.append(Turn(item.id + "+ret", "retrieve", ctx,
+                            [D.oracle_completion(item), reply],
+                            [prompts.render_tool_result("Retrieve_memory", True, hits)]))
+    return out
+
+
 def tokenize_turn(tok, turn: Turn) -> tuple[list[int], list[int]]:
     """(input_ids, completion_mask): the context, then each step (in the loss) followed by its
     tool result and the next generation prompt (not in the loss), as the rollout sees them.
@@ -171,9 +301,12 @@ def dataset_rows(tok, turns: list[Turn], max_tokens: int) -> tuple[list[dict], i
 def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int, epochs: float, lr: float,
             lora_r: int, lora_alpha: int, targets: list[str], long_share: float = 0.5, long_budget: int = 2048,
             max_tokens: int = 4096, threads: int = 0, bf16: bool = True, log=print,
-            progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None) -> dict:
+            progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None,
+            replay: int = 0, questions: int = 0, question_seed: int = 1000) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
+    ``replay`` / ``questions``: that many self-distilled open answers / stage-3 episode turns
+    (``question_seed``: the generator seed of those episodes) join the oracle turns.
     ``init_adapter``: continue training that PEFT adapter (an earlier round) instead of new ones."""
     import resource
 
@@ -192,6 +325,11 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     set_threads(threads)
     torch.manual_seed(seed)
     turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget, classes=classes)
+    out.mkdir(parents=True, exist_ok=True)
+    if replay:
+        turns += replay_turns(base_gguf, replay, seed, cache=out / "replay.json")
+    if questions:
+        turns += question_turns(questions, question_seed + seed)
     tok = LlamaPolicy(base_gguf, n_ctx=512, n_threads=1)
     try:
         rows, dropped = dataset_rows(tok, turns, max_tokens)
@@ -225,7 +363,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "turns": len(rows), "dropped": dropped, "tokens": n_tokens, "loss_tokens": n_loss,
         "by_class": {c: sum(t.label == c for t in turns) for c in D.CLASSES},
         "epochs": epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed, "n_items": n_items,
-        "classes": list(classes), "long_share": long_share, "init_adapter": str(init_adapter or ""),
+        "classes": list(classes), "long_share": long_share,
+        "replay": replay, "questions": questions, "init_adapter": str(init_adapter or ""),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
         "wall_seconds": round(time.perf_counter() - t0, 1),
