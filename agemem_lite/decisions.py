@@ -23,7 +23,7 @@ Decisions (why):
   frame (e.g. "By the way, {s}.") around a fact phrasing (e.g. "I moved from {old} to
   {v}"); frames and phrasings are partitioned per split, and the template id names
   both, so ids and wordings are disjoint by construction. Entities are disjoint by
-  construction too: invented names (``eval.hotpot._Names`` syllables) start with
+  construction too: invented names (``eval.names.Names`` syllables) start with
   letters from split-specific sets, and real-word values (jobs, foods, languages,
   weekdays, months, ...) come from split-specific pools. Distractor memories, chat
   turns, assistant replies and pasted material follow the same partition. Shared on
@@ -77,7 +77,7 @@ from typing import Callable, Sequence
 
 from . import prompts
 from .errors import ConfigError
-from .eval.hotpot import _CODAS, _ONSETS, _VOWELS, _Names
+from .eval.names import CODAS, ONSETS, VOWELS, Names
 from .memory.records import parse_memory_id
 from .memory.tools import grammar_schemas
 from .protocol import THINK_CLOSE, parse_step, render_step
@@ -144,17 +144,17 @@ class DecisionItem:
 _FIRST = {"train": "bdfgklm", "heldout": "nprstvzq"}
 
 
-class _SplitNames(_Names):
-    """``_Names`` whose words start with a split-specific letter."""
+class _SplitNames(Names):
+    """``Names`` whose words start with a split-specific letter."""
 
     def __init__(self, rng: random.Random, split: str):
         super().__init__(rng)
-        self.first = [o for o in _ONSETS if o[0] in _FIRST[split]]
+        self.first = [o for o in ONSETS if o[0] in _FIRST[split]]
 
     def word(self, lo: int = 2, hi: int = 3) -> str:
         r = self.rng
-        syl = [r.choice(self.first)] + [r.choice(_ONSETS) for _ in range(r.randint(lo, hi) - 1)]
-        return "".join(o + r.choice(_VOWELS) + r.choice(_CODAS) for o in syl).capitalize()
+        syl = [r.choice(self.first)] + [r.choice(ONSETS) for _ in range(r.randint(lo, hi) - 1)]
+        return "".join(o + r.choice(VOWELS) + r.choice(CODAS) for o in syl).capitalize()
 
     def first_name(self) -> str:
         return self._fresh(lambda: self.word(2, 2))

@@ -24,6 +24,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .names import Names
+
 # --------------------------------------------------------------------------- item
 
 
@@ -123,64 +125,6 @@ def dump(items, path) -> None:
                           encoding="utf-8")
 
 
-# --------------------------------------------------------------------------- invented names
-
-_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
-           "br", "dr", "gr", "kr", "tr", "th", "sk", "qu", "vr", "zh"]
-_VOWELS = ["a", "e", "i", "o", "u", "ae", "ei", "ou", "y", "io"]
-_CODAS = ["", "", "n", "r", "l", "s", "th", "x", "rn", "sk", "m"]
-
-
-class _Names:
-    """Fresh syllable names for one item; no name is a substring of another (case-insensitive)."""
-
-    def __init__(self, rng: random.Random):
-        self.rng = rng
-        self.used: list[str] = []
-
-    def word(self, lo: int = 2, hi: int = 3) -> str:
-        r = self.rng
-        w = "".join(r.choice(_ONSETS) + r.choice(_VOWELS) + r.choice(_CODAS)
-                    for _ in range(r.randint(lo, hi)))
-        return w.capitalize()
-
-    def _fresh(self, make, shared: str = "") -> str:
-        while True:
-            name = make()
-            low = name.lower()
-            core = [p for p in low.split() if p not in _GENERIC and p != shared.lower()]
-            if len(low) >= 5 and not any(c in u.lower() or u.lower() in c for u in self.used
-                                         for c in core + [low]):
-                self.used.append(name)
-                return name
-
-    def person(self, last: str | None = None) -> str:
-        """A person; ``last`` gives a shared surname (a look-alike distractor)."""
-        return self._fresh(lambda: f"{self.word(2, 2)} {last or self.word(2, 3)}", shared=last or "")
-
-    def town(self) -> str:
-        return self._fresh(lambda: self.word(2, 2) + self.rng.choice(["vale", "ford", "wick", "mere", "holt", "by"]))
-
-    def company(self) -> str:
-        return self._fresh(lambda: f"{self.word()} {self.rng.choice(['Industries', 'Works', 'Holdings', 'Labs', 'Group'])}")
-
-    def river(self) -> str:
-        return self._fresh(lambda: f"{self.word(2, 2)} River")
-
-    def band(self) -> str:
-        return self._fresh(lambda: f"The {self.word(2, 2)}s")
-
-    def book(self) -> str:
-        return self._fresh(lambda: f"The {self.word(2, 2)} {self.rng.choice(['Lantern', 'Orchard', 'Ledger', 'Harbour', 'Mirror'])}")
-
-    def university(self) -> str:
-        return self._fresh(lambda: f"{self.word(2, 2)} {self.rng.choice(['University', 'Institute', 'College'])}")
-
-
-# Shared words of composite names: "Works" in two company names is no clash.
-_GENERIC = {"the", "river", "industries", "works", "holdings", "labs", "group", "lantern", "orchard",
-            "ledger", "harbour", "mirror", "university", "institute", "college"}
-
 _INDUSTRIES = ["shipping", "textile", "software", "brewing", "glassware", "printing", "mining"]
 _PRODUCTS = ["ceramic valves", "river barges", "weaving looms", "ledger software", "glass lenses"]
 _JOBS = ["chemist", "architect", "painter", "surveyor", "engineer", "economist", "botanist"]
@@ -208,7 +152,7 @@ def _year(rng, lo=1820, hi=2015) -> int:
 # --------------------------------------------------------------------------- paragraph makers
 # Each returns (title, sentences, key_index or None); key sentences hold one fact.
 
-def _p_company(rng, nm: _Names, name, founder=None, year=None, hq=None, mention=None):
+def _p_company(rng, nm: Names, name, founder=None, year=None, hq=None, mention=None):
     founder, year, hq = founder or nm.person(), year or _year(rng), hq or nm.town()
     key = f"It was founded in {year} by {founder}."
     fillers = [f"The company employs about {rng.randint(2, 90) * 100} people.",
@@ -220,7 +164,7 @@ def _p_company(rng, nm: _Names, name, founder=None, year=None, hq=None, mention=
     return name, sents, ki
 
 
-def _p_person(rng, nm: _Names, name, born_in=None, born=None, works_at=None, studied=None, mention=None):
+def _p_person(rng, nm: Names, name, born_in=None, born=None, works_at=None, studied=None, mention=None):
     born_in, born = born_in or nm.town(), born or _year(rng, 1850, 1995)
     job = rng.choice(_JOBS)
     intro = f"{name} is a {job}." if works_at is None else f"{name} is a writer and former {job}."
@@ -241,7 +185,7 @@ def _person_para(rng, nm, name, key: str, **kw):
     return title, sents, ki
 
 
-def _p_town(rng, nm: _Names, name, river=None):
+def _p_town(rng, nm: Names, name, river=None):
     river = river or nm.river()
     key = f"The {river} flows through the town centre."
     fillers = [f"It has a population of about {rng.randint(2, 60) * 1000}.",
@@ -251,7 +195,7 @@ def _p_town(rng, nm: _Names, name, river=None):
     return name, sents, ki
 
 
-def _p_band(rng, nm: _Names, name, town=None, year=None, mention=None):
+def _p_band(rng, nm: Names, name, town=None, year=None, mention=None):
     """Returns (title, sentences, index of "formed in <town>", index of "formed in <year>")."""
     town, year = town or nm.town(), year or _year(rng, 1955, 2015)
     intro = f"{name} are a {rng.choice(_GENRES)} band formed in {town}."
@@ -263,7 +207,7 @@ def _p_band(rng, nm: _Names, name, town=None, year=None, mention=None):
     return name, sents, 0, yi
 
 
-def _p_book(rng, nm: _Names, name, author=None):
+def _p_book(rng, nm: Names, name, author=None):
     author = author or nm.person()
     key = f"{name} is a {_year(rng, 1900, 2015)} novel by {author}."
     fillers = [f"It follows a {rng.choice(_JOBS)} travelling to {nm.town()}.",
@@ -273,7 +217,7 @@ def _p_book(rng, nm: _Names, name, author=None):
     return name, sents, 0
 
 
-def _p_university(rng, nm: _Names, name, year=None):
+def _p_university(rng, nm: Names, name, year=None):
     year = year or _year(rng, 1600, 1990)
     key = f"It was founded in {year}."
     fillers = [f"It has about {rng.randint(3, 40) * 1000} students.",
@@ -283,7 +227,7 @@ def _p_university(rng, nm: _Names, name, year=None):
     return name, sents, ki
 
 
-def _p_river(rng, nm: _Names, name, length=None):
+def _p_river(rng, nm: Names, name, length=None):
     length = length or rng.randint(40, 2400)
     key = f"It is {length} kilometres long."
     fillers = [f"It rises in the hills above {nm.town()}.",
@@ -452,7 +396,7 @@ def _valid(item: HotpotItem, kind: str, a_title: str, b_title: str) -> bool:
 
 def _one(rng: random.Random, seed: int, i: int) -> HotpotItem:
     while True:
-        nm = _Names(rng)
+        nm = Names(rng)
         kind = "bridge" if rng.random() < 0.6 else "comparison"   # HotpotQA is ~80/20; more comparisons here
         make = rng.choice(_BRIDGE if kind == "bridge" else _COMPARISON)
         q, ans, a, b, ds = make(rng, nm)

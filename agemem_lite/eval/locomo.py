@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from agemem_lite.eval.longmemeval import _Names
+from agemem_lite.eval.names import Names
 
 # The category numbers as the official evaluation code treats them (task_eval/evaluation.py:
 # 1 is scored as a comma-separated multi-answer, 5 as a refusal); the paper lists the five
@@ -221,7 +221,7 @@ def make_sample(seed: int, path=None) -> dict:
     one-sample file, in the official layout, including the summary/observation keys.
     """
     rng = random.Random(seed)
-    nm = _Names(rng)
+    nm = Names(rng)
     a, b = nm.given(), nm.given()
     pet, company, town1, town2 = nm.given(), nm.company(), nm.town(), nm.town()
     # (session, speaker, line) of the facts the questions ask about

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from agemem_lite.eval import hotpot
+from agemem_lite.eval.names import Names
 
 TYPES = ("single-session-user", "single-session-assistant", "multi-session",
          "knowledge-update", "temporal-reasoning", "abstention")
@@ -190,14 +190,7 @@ def dump(items, path) -> None:
 # --------------------------------------------------------------------------- invented values
 
 
-class _Names(hotpot._Names):
-    """hotpot's syllable names (no name inside another), plus single words."""
-
-    def given(self) -> str:
-        return self._fresh(lambda: self.word(2, 2))
-
-
-def _value(kind: str, rng: random.Random, nm: _Names) -> str:
+def _value(kind: str, rng: random.Random, nm: Names) -> str:
     w = nm.given
     makers = {"name": w, "company": nm.company, "town": nm.town, "person": nm.person, "book": nm.book,
               "gym": lambda: f"{w()} Fitness", "doctor": lambda: f"Dr. {w()}", "cafe": lambda: f"Café {w()}",
@@ -391,7 +384,7 @@ _MAKERS = {"single-session-user": _single_user, "single-session-assistant": _sin
 # --------------------------------------------------------------------------- generate
 
 
-def _filler(rng: random.Random, nm: _Names, slot: int) -> list[dict]:
+def _filler(rng: random.Random, nm: Names, slot: int) -> list[dict]:
     """Ordinary chat; two times in five it also carries a look-alike fact about someone else."""
     if rng.random() < 0.4:
         kind, *_, look, _noun, _q = _SLOTS[slot if rng.random() < 0.7 else rng.randrange(len(_SLOTS))]
@@ -421,7 +414,7 @@ def _valid(d: _Draft, fillers: list[list[dict]]) -> bool:
 
 def _one(rng: random.Random, seed: int, i: int, kind: str, n_filler: int) -> LongMemItem:
     while True:
-        nm = _Names(rng)
+        nm = Names(rng)
         d = _MAKERS[kind](rng, nm)
         fillers = [_filler(rng, nm, d.slot) for _ in range(n_filler)]
         if _valid(d, fillers):
