@@ -15,6 +15,7 @@ from pathlib import Path
 from models.registry import DEFAULT_POLICY
 
 from .errors import ConfigError
+from .toml_file import read_toml
 
 #: Environment variable that overrides the data directory.
 DATA_DIR_ENV = "AGEMEM_HOME"
@@ -111,14 +112,7 @@ class Settings:
         values: dict = {"data_dir": base}
         cfg = base / "config.toml"
         if cfg.exists():
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib
-            try:
-                values.update(tomllib.loads(cfg.read_text()))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-                raise ConfigError(f"{cfg}: not valid TOML: {e}") from None
+            values.update(read_toml(cfg))
         values.update({k: v for k, v in overrides.items() if v is not None})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)

@@ -31,6 +31,7 @@ from models.registry import (ADAPTERS_DIR, REGISTRY, ROLES, LocalPath, ModelSpec
                              PyPIParts)
 
 from .errors import ConfigError, ModelFileError
+from .toml_file import read_toml
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -181,14 +182,7 @@ def _load_user_models(settings: "Settings") -> dict[str, ModelSpec]:
     path = user_models_path(settings)
     if not path.exists():
         return {}
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("models", {})
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    table = read_toml(path).get("models", {})
     specs = {}
     for name, row in table.items():
         try:

@@ -30,6 +30,16 @@ def test_unknown_key_is_named(tmp_path):
         Settings.load(tmp_path)
 
 
+def test_invalid_toml_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "config.toml").write_text("context_budget = = 3\n")
+    with pytest.raises(ConfigError, match="config.toml: not valid TOML") as e:
+        Settings.load(tmp_path)
+    assert "\n" not in str(e.value).strip()
+    (tmp_path / "config.toml").write_bytes(b"policy = '\xff\xfe'\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Settings.load(tmp_path)
+
+
 def test_data_dir_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("AGEMEM_HOME", str(tmp_path / "x"))
     assert Settings.load().data_dir == tmp_path / "x"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agemem_lite.episodes import EpisodeConfig
 from agemem_lite.errors import ConfigError
+from agemem_lite.toml_file import read_toml, toml_value
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -194,7 +195,7 @@ class TrainConfig:
         """A recipe file (TOML) then ``key=value`` overrides (values parsed as TOML, else strings)."""
         values: dict = {}
         if path is not None:
-            values = _read_toml(_recipe_path(path))
+            values = read_toml(_recipe_path(path))
         items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides or []]
         for key, value in items:
             target = values
@@ -222,28 +223,13 @@ def _recipe_path(path: str | Path) -> Path:
     raise ConfigError(f"no recipe or config file {str(path)!r} (built-in recipes: {known})")
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"{path}: not a readable TOML config: {e}") from None
-
-
 def _split(item: str) -> tuple[str, object]:
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: write key=value, e.g. --set lr=1e-5")
     key, raw = item.split("=", 1)
     try:
-        import tomllib
-    except ModuleNotFoundError:
-        import tomli as tomllib
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        value = toml_value(raw)
+    except ValueError:
         value = raw
     return key.strip(), value
 
