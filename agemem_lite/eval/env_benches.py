@@ -47,6 +47,7 @@ from ..envs import INSTALL_HINT, EnvUnavailable, make_env
 from ..envs.alfworld import INSTALL_LINE as ALFWORLD_INSTALL
 from ..envs.runner import PRIOR_SEED_BASE, EnvConfig, EnvEpisode, EnvTask, make_env_task
 from ..errors import ConfigError
+from .records import record_header
 
 KIND = "env"               # a record's ``kind``; QA records have none (``record_kind``)
 JUDGES = {
@@ -140,12 +141,10 @@ def env_metrics(ep: EnvEpisode) -> dict:
     }
 
 
-def make_env_record(bench: str, task: EnvTask, ep: EnvEpisode, *, record_format: str, seed: int,
-                    policy: str) -> dict:
+def make_env_record(bench: str, task: EnvTask, ep: EnvEpisode, *, seed: int, policy: str) -> dict:
     """What one env episode file holds: ``kind: env``, metrics, their judges, the task and the trace."""
-    return {"format": record_format, "kind": KIND, "bench": bench, "method": ep.method, "task_id": task.id,
-            "seed": seed, "policy": policy, "judges": dict(JUDGES), "metrics": env_metrics(ep),
-            "task": task.to_dict(), "episode": ep.to_dict()}
+    return {**record_header(bench, ep.method, task.id, seed=seed, policy=policy), "kind": KIND,
+            "judges": dict(JUDGES), "metrics": env_metrics(ep), "task": task.to_dict(), "episode": ep.to_dict()}
 
 
 def record_kind(rec: dict) -> str:

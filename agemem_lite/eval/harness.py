@@ -58,11 +58,10 @@ from ..rewards import exact_match, token_f1
 from . import env_benches, hotpot, locomo, longmemeval
 from .env_benches import ENV_BENCHES
 from .mem0_peer import PEER_METHODS, Mem0Result, make_peer_record
+from .records import JUDGE_NAMES, RECORD_FORMAT, record_header
 
 EVAL_TODAY = "2025-01-01"          # the system prompt's date in every eval episode (determinism)
-RECORD_FORMAT = "agemem-eval-episode/1"
 MANIFEST = "run.json"
-JUDGE_NAMES = {"em": "EM vs gold (SQuAD-normalised answer)", "f1": "token F1 vs gold (SQuAD-normalised)"}
 
 Progress = Callable[[int, int, str], None]     # progress(done, total, label of the next episode)
 
@@ -277,9 +276,8 @@ def episode_metrics(ep: Episode) -> dict:
 
 def make_record(bench: str, task: EpisodeTask, ep: Episode, *, seed: int, policy: str) -> dict:
     """What one episode file holds: metrics, the judges that made them, the task and the trace."""
-    return {"format": RECORD_FORMAT, "bench": bench, "method": ep.method, "task_id": task.id, "seed": seed,
-            "policy": policy, "judges": {**JUDGE_NAMES, "mq": f"{ep.reward.memory_judge} of the gold facts "
-                                         "by the final memories"},
+    return {**record_header(bench, ep.method, task.id, seed=seed, policy=policy),
+            "judges": {**JUDGE_NAMES, "mq": f"{ep.reward.memory_judge} of the gold facts by the final memories"},
             "metrics": episode_metrics(ep), "task": task.to_dict(), "episode": ep.to_dict()}
 
 
@@ -422,14 +420,14 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
                     session = session or stack.enter_context(peer())
                     res = session.run(task, method, seed=seed, n_max=cfg.n_max, top_k=cfg.top_k,
                                       n_distractors=cfg.n_distractors)
-                    rec = make_peer_record(bench, task, res, record_format=RECORD_FORMAT, seed=seed, policy=name)
+                    rec = make_peer_record(bench, task, res, seed=seed, policy=name)
                 else:
                     if opener and opened is None:
                         opened = opener()
                     ep = _run_one(opened or policy, embedder, task, dataclasses.replace(cfg, method=method),
                                   settings, scratch, ecfg)
                     if isinstance(ep, EnvEpisode):
-                        rec = env_benches.make_env_record(bench, task, ep, record_format=RECORD_FORMAT, seed=seed,
+                        rec = env_benches.make_env_record(bench, task, ep, seed=seed,
                                                           policy=name)
                     else:
                         rec = make_record(bench, task, ep, seed=seed, policy=name)

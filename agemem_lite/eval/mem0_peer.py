@@ -51,6 +51,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .records import JUDGE_NAMES, record_header
+
 MEM0_EXTRA_HINT = "mem0 is not installed: pip install 'agemem-lite[mem0]'"
 PEER_METHODS = {"mem0": True, "mem0-raw": False}      # harness method -> Mem0PeerConfig.infer
 PEER_JUDGE = "Mem0 ADD events (memories Mem0 reported adding); Mem0 has no other tools"
@@ -411,13 +413,12 @@ def peer_metrics(result: Mem0Result) -> dict:
             "answered": bool(result.answer), "n_max_exceeded": False, "reward": None}
 
 
-def make_peer_record(bench: str, task, result: Mem0Result, *, record_format: str, seed: int, policy: str) -> dict:
+def make_peer_record(bench: str, task, result: Mem0Result, *, seed: int, policy: str) -> dict:
     """What one Mem0 episode file holds (the QA record shape; ``episode`` is the ``Mem0Result``)."""
     from ..rewards import RewardConfig
 
-    return {"format": record_format, "bench": bench, "method": result.method, "task_id": task.id, "seed": seed,
-            "policy": policy, "peer": "mem0",
-            "judges": {"em": "EM vs gold (SQuAD-normalised answer)", "f1": "token F1 vs gold (SQuAD-normalised)",
+    return {**record_header(bench, result.method, task.id, seed=seed, policy=policy), "peer": "mem0",
+            "judges": {**JUDGE_NAMES,
                        "mq": f"coverage@{RewardConfig().coverage_threshold} of the gold facts by Mem0's final memories",
                        "tool_calls": PEER_JUDGE},
             "metrics": peer_metrics(result), "task": task.to_dict(), "episode": result.to_dict()}
