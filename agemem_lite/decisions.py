@@ -421,7 +421,8 @@ def _cap(text: str) -> str:
 
 # --------------------------------------------------------------------------- serving-format history
 
-def _user_msg(text: str, shown: list[tuple[str, str]]) -> dict:
+def user_message(text: str, shown: list[tuple[str, str]]) -> dict:
+    """A user turn as ``Agent`` sends it: the related-memories block, then the message."""
     return {"role": "user", "content": prompts.render_user_turn(text, prompts.render_related(shown))}
 
 
@@ -430,7 +431,8 @@ def _after_think(step_text: str) -> str:
     return step_text.split(THINK_CLOSE + "\n", 1)[1]
 
 
-def _answer_msg(text: str) -> dict:
+def answer_message(text: str) -> dict:
+    """An earlier answer as it stays in the context (think dropped)."""
     return {"role": "assistant", "content": _after_think(render_step("-", answer=text))}
 
 
@@ -438,9 +440,9 @@ def _add_round(user: str, content: str, memory_type: str, mid: str, ack: str) ->
     """A finished turn that stored a fact: user, Add call, tool result, reply."""
     args = {"content": content, "memory_type": memory_type}
     call = render_step("-", calls=[{"name": "Add_memory", "arguments": args}])
-    return [_user_msg(user, []), {"role": "assistant", "content": _after_think(call)},
+    return [user_message(user, []), {"role": "assistant", "content": _after_think(call)},
             {"role": "tool", "content": prompts.render_tool_result("Add_memory", True, f"stored as {mid}")},
-            _answer_msg(ack)]
+            answer_message(ack)]
 
 
 # --------------------------------------------------------------------------- generator
@@ -492,7 +494,7 @@ class _Builder:
         for _ in range(self.r.choice([0, 0, 1, 1, 2])):
             if self.r.random() < 0.5:
                 u, a = self.r.choice(CHAT[self.split])
-                msgs += [_user_msg(u, []), _answer_msg(a)]
+                msgs += [user_message(u, []), answer_message(a)]
             else:
                 (mid, content, f, s), = self.distractors(1, avoid)
                 avoid = avoid | {f.name}
@@ -515,7 +517,7 @@ class _Builder:
                                    N=r.randint(100, 90000), **cast))
                      for t in r.sample(FILLER[sp], r.randint(4, 7))]
             text = r.choice(PASTE[sp]).format(S=subj, p=" ".join(sents))
-            msgs += [_user_msg(text, []), _answer_msg(r.choice(PASTE_ACK[sp]))]
+            msgs += [user_message(text, []), answer_message(r.choice(PASTE_ACK[sp]))]
             used += sum(est_tokens(m["content"]) for m in msgs[-2:])
         return subj, msgs
 
@@ -531,7 +533,7 @@ def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
         hist: list[dict] = []
         if label == "filter" and r.random() < 0.5:   # a chat round first: not every message is paste
             u, a = r.choice(CHAT[split])
-            hist = [_user_msg(u, []), _answer_msg(a)]
+            hist = [user_message(u, []), answer_message(a)]
         subj, long = b.long_history(budget)
         item.history = hist + long
         item.shown = [(mid, c) for mid, c, _, _ in b.distractors(r.choice([0, 0, 1, 2]), set())]
@@ -648,7 +650,7 @@ def _nat(label: str, user: str, shown=(), *, target: str | None = None, gold: st
                 basis=basis, memory_type=memory_type, history=list(history))
 
 
-_HI = [_user_msg("hi!", []), _answer_msg("Hi! How can I help?")]
+_HI = [user_message("hi!", []), answer_message("Hi! How can I help?")]
 #: Hand-written and hand-checked: the user's words, what is shown, the label.
 _NATURAL = [
     _nat("add", "ugh, started the new job at the hospital, I'm a night-shift nurse now",
@@ -755,7 +757,7 @@ def messages(item: DecisionItem, *, today: str = TODAY, budget: int | None = Non
     if guided:
         msgs += prompts.render_demonstrations()
     msgs += [{"role": m["role"], "content": m["content"]} for m in item.history]
-    msgs.append(_user_msg(item.user, list(item.shown)))
+    msgs.append(user_message(item.user, list(item.shown)))
     return msgs
 
 

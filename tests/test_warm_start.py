@@ -23,7 +23,7 @@ pytest.importorskip("trl")
 
 from train.config import TrainConfig  # noqa: E402
 from train.warm_start import (OPEN_PROMPTS, build_turns, question_turns, replay_turns,  # noqa: E402
-                              retrieve_turn, tokenize_turn, turns_of)
+                              retrieve_turn, stage2_prompts, tokenize_turn, turns_of)
 
 
 def _item(label: str, split: str = "train") -> D.DecisionItem:
@@ -95,15 +95,30 @@ def test_question_turns_answer_the_episode_question_in_its_short_form():
             assert all(info in user for info in task.information)
 
 
+def test_stage2_prompts_are_packed_filler_turns_of_other_episodes_than_the_evaluations():
+    from agemem_lite.eval.harness import build_tasks
+
+    prompts = stage2_prompts(6, 1000)
+    assert len(prompts) == len(set(prompts)) and 1 <= len(prompts) <= 6
+    assert all(p.count("user: ") == 2 and "\n\n" in p for p in prompts)     # two filler turns per stage-2 turn
+    eval_turns = {x for t in build_tasks("longmemeval", 8, 0, n_distractors=0) for x in t.distractors}
+    assert not any(set(p.split("\n\n")) <= eval_turns for p in prompts)   # dates differ from the eval's
+
+
 def test_replay_turns_keep_the_base_models_own_reply(small_policy, tmp_path):
     cache = tmp_path / "replay.json"
-    turns = replay_turns(small_policy.model_path, 3, 0, cache=cache, max_reply_tokens=48)
+    extra = ["[2023/09/06 (Wed) 22:55] user: What is 2 plus 2?"]
+    turns = replay_turns(small_policy.model_path, 3, 0, cache=cache, max_reply_tokens=48, extra=extra, n_extra=1)
     replies = json.loads(cache.read_text())
-    assert set(replies) == {p for _, p in OPEN_PROMPTS[:3]}
+    assert set(replies) == {p for _, p in OPEN_PROMPTS[:3]} | set(extra)
     for turn in turns:                                            # truncated replies are left out
-        prompt = next(p for _, p in OPEN_PROMPTS[:3] if turn.context[-1]["content"].endswith(p))
+        prompt = next(p for p in replies if turn.context[-1]["content"].endswith(p))
         step = parse_step(turn.steps[0])
         assert step.answer == replies[prompt] and not step.calls and not turn.tool_results
+        if prompt in extra:                                       # stage 2 shows no retrieval with the turn
+            assert turn.context[-1]["content"] == prompt
+        earlier = [m for m in turn.context if m["role"] == "assistant"]   # history of earlier replayed answers
+        assert all(m["content"].startswith("<answer>") and "<think>" not in m["content"] for m in earlier)
     cache.write_text(json.dumps({p: f"cached {i}" for i, (_, p) in enumerate(OPEN_PROMPTS[:3])}))
     again = replay_turns(small_policy.model_path, 3, 0, cache=cache)   # from the cache, no generation
     assert [parse_step(t.steps[0]).answer for t in again] == ["cached 0", "cached 1", "cached 2"]

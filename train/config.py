@@ -23,9 +23,11 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: One warm-start round's settings when its table leaves them out (seed: the run's seed + round index).
 #: long_share keeps that share of the Filter/Summary items (a 4k-token context costs ~8 short items
 #: on a CPU); long_budget is the context budget they are generated for; longer turns are dropped.
-#: replay / questions: self-distilled open answers / stage-3 episode turns added (train.warm_start).
+#: replay / stage2 / questions: self-distilled answers to open requests / to stage-2 distractor turns,
+#: and stage-3 episode turns, added to the oracle turns (train.warm_start).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
-                       "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "questions": 0}
+                       "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
+                       "questions": 0}
 
 
 def _f(default, help: str):
@@ -158,7 +160,7 @@ class TrainConfig:
             r = {**WARM_START_DEFAULTS, **rnd}
             r["seed"] = self.seed + i if r["seed"] is None else r["seed"]
             r["classes"] = list(r["classes"] or CLASSES)
-            for k in ("items", "seed", "long_budget", "max_tokens", "replay", "questions"):
+            for k in ("items", "seed", "long_budget", "max_tokens", "replay", "stage2", "questions"):
                 low = 1 if k in ("items", "long_budget", "max_tokens") else 0
                 if isinstance(r[k], bool) or not isinstance(r[k], int) or r[k] < low:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: an integer ≥ {low}")

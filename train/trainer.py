@@ -166,7 +166,7 @@ class GRPOTrainer:
                                   targets=list(cfg.lora_targets), long_share=rnd["long_share"],
                                   long_budget=rnd["long_budget"], max_tokens=rnd["max_tokens"],
                                   classes=rnd["classes"], init_adapter=prev, threads=cfg.threads, bf16=cfg.bf16,
-                                  replay=rnd["replay"], questions=rnd["questions"], question_seed=cfg.train_seed,
+                                  replay=rnd["replay"], stage2=rnd["stage2"], questions=rnd["questions"], question_seed=cfg.train_seed,
                                   log=self.log, progress=self.progress)
                 self._append_log({"type": "warm_start", "round": i, **summary})
             prev = d / "adapter"

@@ -21,7 +21,8 @@ What one training example is (why):
   replies only answered open questions and greetings with a copy of its think. So a
   round may add (``replay``) turns whose reply is the base model's own answer to an
   open request (self-distilled replay: the answer text is what the model already says,
-  only the protocol around it is taught), and (``questions``) stage-3 turns of training
+  only the protocol around it is taught; ``stage2``: the same for the distractor turns of
+  training episodes, after earlier answered turns), and (``questions``) stage-3 turns of training
   episodes: the question with the short-answer instruction, the supporting facts either
   shown as related memories (answer at once) or found by Retrieve_memory (search, then
   answer), the reply being the gold short answer.
@@ -189,16 +190,22 @@ REPLAY_SYSTEM = "You are a helpful, friendly personal assistant. Reply briefly."
 
 
 def replay_turns(base_gguf: Path, n: int, seed: int, *, cache: Path | None = None,
-                 max_reply_tokens: int = 160) -> list[Turn]:
-    """``n`` open requests (cycling ``OPEN_PROMPTS``) answered by the base model itself, greedy,
-    outside the protocol; the reply goes into an answer step in the serving format. Half of
-    them are shown an unrelated memory (chat shows related memories with every turn, and a
-    greeting is not a reason to search). Truncated replies are left out. ``cache``: a JSON
-    file of earlier replies (prompt -> reply), so a rerun does not generate again."""
+                 max_reply_tokens: int = 160, extra: Sequence[str] = (), n_extra: int = 0) -> list[Turn]:
+    """``n`` open requests (cycling ``OPEN_PROMPTS``) and ``n_extra`` of ``extra`` (stage-2
+    distractor turns of training episodes) answered by the base model itself, greedy, outside
+    the protocol; each reply goes into an answer step in the serving format.
+
+    Half of the turns follow one to three earlier replayed exchanges in the history (an
+    episode's stage 2 and a long chat are many answered questions in a row, and a policy that
+    copies an earlier line forward loops on it), half are shown an unrelated memory (chat
+    shows related memories with every turn, and a greeting is not a reason to search).
+    Truncated replies are left out. ``cache``: a JSON file of earlier replies (prompt ->
+    reply), so a rerun does not generate again."""
     from agemem_lite.policy.llama import load_llama
 
     r = random.Random(f"replay:{seed}")
     picks = [OPEN_PROMPTS[i % len(OPEN_PROMPTS)] for i in range(n)]
+    picks += [("question", extra[i % len(extra)]) for i in range(n_extra if extra else 0)]
     done = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
     todo = sorted({p for _, p in picks if p not in done})
     if todo:
@@ -215,16 +222,40 @@ def replay_turns(base_gguf: Path, n: int, seed: int, *, cache: Path | None = Non
         if cache is not None:
             cache.write_text(json.dumps(done, indent=1, ensure_ascii=False))
     others = [m for it in D.generate(40, seed, "train") for m in it.shown]
+    answered = [(p, done[p]) for _, p in picks if done.get(p) and "<" not in done[p]]
+    from_episodes = set(extra)
     out: list[Turn] = []
     for i, (kind, p) in enumerate(picks):
         reply = done.get(p, "")
         if not reply or "<" in reply:   # truncated, or text that looks like protocol tags
             continue
+        history = []
+        if r.random() < 0.5:
+            for q, a in r.sample([x for x in answered if x[0] != p], min(r.randint(1, 3), len(answered) - 1)):
+                history += [D.user_message(q, []), D.answer_message(a)]
         shown = [r.choice(others)] if others and r.random() < 0.5 else []
         item = D.DecisionItem(id=f"replay-{i}", split="train", label="answer", user=p, shown=shown,
-                              kind=kind, basis="chat" if kind == "chat" else "general", gold=reply)
-        out.append(Turn(item.id, "answer", D.messages(item, guided=False), [D.oracle_completion(item)], []))
+                              history=history, kind=kind, basis="chat" if kind == "chat" else "general",
+                              gold=reply)
+        ctx = D.messages(item, guided=False)
+        if p in from_episodes:   # an episode's stage 2 shows no retrieval with the turn
+            ctx[-1] = {"role": "user", "content": p}
+        out.append(Turn(item.id, "answer", ctx, [D.oracle_completion(item)], []))
     return out
+
+
+def stage2_prompts(n: int, seed: int, per_turn: int = 2) -> list[str]:
+    """Up to ``n`` stage-2 user turns of LongMemEval-format training episodes (``seed`` must not
+    be the evaluation's): filler questions, ``per_turn`` joined as the episode runner joins them."""
+    from agemem_lite.episodes import pack_turns
+    from agemem_lite.eval.harness import build_tasks
+
+    out: list[str] = []
+    for t in build_tasks("longmemeval", max(1, n), seed, n_distractors=0):
+        out += pack_turns(t.distractors, max(1, len(t.distractors) // per_turn), per_turn)
+        if len(out) >= n:
+            break
+    return list(dict.fromkeys(out))[:n]
 
 
 def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longmemeval")) -> list[Turn]:
@@ -302,11 +333,12 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             lora_r: int, lora_alpha: int, targets: list[str], long_share: float = 0.5, long_budget: int = 2048,
             max_tokens: int = 4096, threads: int = 0, bf16: bool = True, log=print,
             progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None,
-            replay: int = 0, questions: int = 0, question_seed: int = 1000) -> dict:
+            replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
-    ``replay`` / ``questions``: that many self-distilled open answers / stage-3 episode turns
-    (``question_seed``: the generator seed of those episodes) join the oracle turns.
+    ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
+    to stage-2 distractor turns, and stage-3 episode turns (``question_seed``: the generator
+    seed of those episodes) join the oracle turns.
     ``init_adapter``: continue training that PEFT adapter (an earlier round) instead of new ones."""
     import resource
 
@@ -326,8 +358,9 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     torch.manual_seed(seed)
     turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget, classes=classes)
     out.mkdir(parents=True, exist_ok=True)
-    if replay:
-        turns += replay_turns(base_gguf, replay, seed, cache=out / "replay.json")
+    if replay or stage2:
+        extra = stage2_prompts(stage2, question_seed + seed) if stage2 else []
+        turns += replay_turns(base_gguf, replay, seed, cache=out / "replay.json", extra=extra, n_extra=stage2)
     if questions:
         turns += question_turns(questions, question_seed + seed)
     tok = LlamaPolicy(base_gguf, n_ctx=512, n_threads=1)
@@ -364,7 +397,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "by_class": {c: sum(t.label == c for t in turns) for c in D.CLASSES},
         "epochs": epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed, "n_items": n_items,
         "classes": list(classes), "long_share": long_share,
-        "replay": replay, "questions": questions, "init_adapter": str(init_adapter or ""),
+        "replay": replay, "stage2": stage2, "questions": questions, "init_adapter": str(init_adapter or ""),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
         "wall_seconds": round(time.perf_counter() - t0, 1),
