@@ -645,6 +645,13 @@ def add(settings: "Settings", path: str | Path, name: str, role: str = "policy",
     return spec
 
 
+def shared_with(settings: "Settings", name: str) -> list[str]:
+    """The other rows that use the same model file (``agemem-0.5b`` is the prompted model's file
+    plus an adapter): removing one deletes the file for all of them."""
+    path = model_path(settings, get_spec(settings, name))
+    return sorted(o for o, spec in all_specs(settings).items() if o != name and model_path(settings, spec) == path)
+
+
 def remove(settings: "Settings", name: str) -> Path | None:
     """Forget a model: delete a pulled file, or unregister a user-added one (its file is kept).
 

@@ -15,7 +15,7 @@ from agemem_lite import model_files as mf
 from agemem_lite.cli import main
 from agemem_lite.config import Settings
 from agemem_lite.errors import ModelFileError
-from models.registry import (DEFAULT_EMBEDDER, DEFAULT_POLICY, REGISTRY, TEST_POLICY, ModelSpec,
+from models.registry import (DEFAULT_EMBEDDER, DEFAULT_POLICY, PROMPTED_POLICY, REGISTRY, TEST_POLICY, ModelSpec,
                              PyPIFile)
 
 SMOL = TEST_POLICY
@@ -223,6 +223,18 @@ def test_remove_builtin_deletes_the_pulled_file(tmp_path):
         mf.remove(s, SMOL)
 
 
+def test_remove_names_the_models_that_share_the_file(tmp_path):
+    s = settings_in(tmp_path)
+    assert mf.shared_with(s, "agemem-0.5b") == [PROMPTED_POLICY]      # the adapter row reuses its base file
+    assert mf.shared_with(s, PROMPTED_POLICY) == ["agemem-0.5b"] and mf.shared_with(s, SMOL) == []
+    path = s.models_dir / REGISTRY["agemem-0.5b"].filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"GGUF")                                         # stands in for the assembled file
+    result = cli(s, "models", "remove", "agemem-0.5b")
+    assert result.exit_code == 0 and f"also {PROMPTED_POLICY}'s" in result.output, result.output
+    assert not path.exists()
+
+
 def test_unknown_model_name_lists_known_ones(tmp_path):
     with pytest.raises(ModelFileError, match="unknown model 'nope'.*smollm2-135m"):
         mf.resolve(settings_in(tmp_path), "nope")
@@ -309,7 +321,7 @@ def test_verify_all_reports_a_registered_file_that_vanished(tmp_path, smol_copy)
 # -- the shipped trained policy -------------------------------------------------------
 
 def test_shipped_adapter_is_small_pinned_and_the_default():
-    from models.registry import ADAPTERS_DIR, PROMPTED_POLICY
+    from models.registry import ADAPTERS_DIR
 
     spec = REGISTRY["agemem-0.5b"]
     path = ADAPTERS_DIR / spec.adapter

@@ -139,9 +139,12 @@ def remove_cmd(ctx, name: str) -> None:
 
     Example: agemem models remove qwen2.5-coder-1.5b
     """
+    shared = model_files.shared_with(ctx.settings, name)
     deleted = model_files.remove(ctx.settings, name)
     text = f"removed {name}: deleted {deleted}" if deleted else f"removed {name} (file left in place)"
-    ctx.emit({"name": name, "deleted": str(deleted) if deleted else None}, text)
+    if deleted and shared:
+        text += f"\nthat file was also {', '.join(shared)}'s: it is fetched again on their next use"
+    ctx.emit({"name": name, "deleted": str(deleted) if deleted else None, "shared_with": shared}, text)
 
 
 COMMANDS = [models]
