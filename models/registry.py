@@ -135,10 +135,11 @@ AGEMEM_05B = replace(
     _QWEN_05B,
     name="agemem-0.5b",
     adapter="agemem-0.5b.lora.gguf",
-    adapter_sha256="dc7ed6b7315e5e50e3840ae5afb1fc9193cbc8f8ac812a91d1d8b9222a2ce057",
+    adapter_sha256="d7b6278a24bf6a7854a94f9fd4a621fc963fe13d7fad316a21ae51c56fb55bf2",
     demonstrations=False,
     description="Qwen2.5-Coder-0.5B + the agemem-lite warm-start LoRA. Experimental: better tool "
-                "choices, but it answers open questions with its own think (docs/training.md).",
+                "choices and short episode answers, but it still sometimes answers with a copy of its "
+                "think (docs/training.md).",
 )
 
 REGISTRY: dict[str, ModelSpec] = {
