@@ -421,9 +421,11 @@ def _cap(text: str) -> str:
 
 # --------------------------------------------------------------------------- serving-format history
 
-def user_message(text: str, shown: list[tuple[str, str]]) -> dict:
-    """A user turn as ``Agent`` sends it: the related-memories block, then the message."""
-    return {"role": "user", "content": prompts.render_user_turn(text, prompts.render_related(shown))}
+def user_message(text: str, shown: list[tuple[str, str]], *, show_related: bool = True) -> dict:
+    """A user turn as ``Agent`` sends it: the related-memories block, then the message
+    (``show_related=False``: the bare message, as ``Agent.turn(show_related=False)`` sends it)."""
+    related = prompts.render_related(shown) if show_related else None
+    return {"role": "user", "content": prompts.render_user_turn(text, related)}
 
 
 def _after_think(step_text: str) -> str:
@@ -747,17 +749,18 @@ def natural_items(budget: int = DEFAULT_BUDGET) -> list[DecisionItem]:
 # --------------------------------------------------------------------------- context and oracle
 
 def messages(item: DecisionItem, *, today: str = TODAY, budget: int | None = None,
-             guided: bool = True) -> list[dict]:
+             guided: bool = True, show_related: bool = True) -> list[dict]:
     """The exact serving context of ``item`` (what ``Agent`` gives the policy): system prompt
     with all six tools, the demonstrations when ``guided``, the history, the user turn with
-    its related memories. ``budget`` defaults to the one the item was generated for (the
+    its related memories (none at all with ``show_related=False``, as episode stages 2-3
+    send it). ``budget`` defaults to the one the item was generated for (the
     Filter/Summary labels assume it)."""
     msgs = [{"role": "system", "content": prompts.render_system(
         today=today, budget=item.budget if budget is None else budget, tool_schemas=grammar_schemas())}]
     if guided:
         msgs += prompts.render_demonstrations()
     msgs += [{"role": m["role"], "content": m["content"]} for m in item.history]
-    msgs.append(user_message(item.user, list(item.shown)))
+    msgs.append(user_message(item.user, list(item.shown), show_related=show_related))
     return msgs
 
 

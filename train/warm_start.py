@@ -222,13 +222,15 @@ def replay_turns(base_gguf: Path, n: int, seed: int, *, cache: Path | None = Non
         if cache is not None:
             cache.write_text(json.dumps(done, indent=1, ensure_ascii=False))
     others = [m for it in D.generate(40, seed, "train") for m in it.shown]
-    answered = [(p, done[p]) for _, p in picks if done.get(p) and "<" not in done[p]]
+    # truncated replies (stored as "") and text that looks like protocol tags are left out
+    usable = {p: a for p, a in done.items() if a and "<" not in a}
+    answered = [(p, usable[p]) for _, p in picks if p in usable]
     from_episodes = set(extra)
     out: list[Turn] = []
     for i, (kind, p) in enumerate(picks):
-        reply = done.get(p, "")
-        if not reply or "<" in reply:   # truncated, or text that looks like protocol tags
+        if p not in usable:
             continue
+        reply = usable[p]
         history = []
         if r.random() < 0.5:
             for q, a in r.sample([x for x in answered if x[0] != p], min(r.randint(1, 3), len(answered) - 1)):
@@ -237,9 +239,8 @@ def replay_turns(base_gguf: Path, n: int, seed: int, *, cache: Path | None = Non
         item = D.DecisionItem(id=f"replay-{i}", split="train", label="answer", user=p, shown=shown,
                               history=history, kind=kind, basis="chat" if kind == "chat" else "general",
                               gold=reply)
-        ctx = D.messages(item, guided=False)
-        if p in from_episodes:   # an episode's stage 2 shows no retrieval with the turn
-            ctx[-1] = {"role": "user", "content": p}
+        # an episode's stage 2 shows no retrieval with the turn
+        ctx = D.messages(item, guided=False, show_related=p not in from_episodes)
         out.append(Turn(item.id, "answer", ctx, [D.oracle_completion(item)], []))
     return out
 
@@ -284,8 +285,7 @@ def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "lo
                                   gold=t.question.split("] ", 1)[-1])
             hits = "\n" + prompts.render_memory_lines(mems)
             reply = render_step(f"Kind: question. {target} answers it.", answer=answer)
-            ctx = D.messages(item, guided=False)
-            ctx[-1] = {"role": "user", "content": user}   # stage 3 shows no retrieval with the question
+            ctx = D.messages(item, guided=False, show_related=False)   # stage 3 shows no retrieval
             out.append(Turn(item.id + "+ret", "retrieve", ctx,
                             [D.oracle_completion(item), reply],
                             [prompts.render_tool_result("Retrieve_memory", True, hits)]))
