@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,7 +33,10 @@ def _ask(data_dir, message: str) -> dict:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    return tmp_path_factory.mktemp("agemem-home")
+    """A data dir for this module (the default model is assembled into it: ~0.5 GB, removed after)."""
+    d = tmp_path_factory.mktemp("agemem-home")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_fact_stated_in_one_process_is_answered_in_a_fresh_one(home):

@@ -9,6 +9,7 @@ every position. SmolLM2's materialised HF folder is cached under
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -270,12 +271,18 @@ def test_registered_export_is_listed_and_opens_as_policy(smol_f16, smol_gguf, tm
 def qwen(settings, tmp_path_factory):
     """The default policy's GGUF, its torch model, its f16 export and that export's logits.
 
+    Its 3.6 GB of folders are removed as soon as they are not needed.
+
     The GGUF is resolved into the session's data dir, so its materialised folder
     (keyed by path) could never be reused: it goes to a session tmp dir, not the cache."""
     gguf_path = model_files.resolve(settings, Settings(data_dir=settings.data_dir).policy)
-    model = load_model(materialise(gguf_path, tmp_path_factory.mktemp("qwen-hf")))
-    f16 = export_merged(model, gguf_path, tmp_path_factory.mktemp("qwen") / "qwen-f16.gguf")
-    return gguf_path, model, f16, llama_logits(f16)
+    hf = tmp_path_factory.mktemp("qwen-hf")
+    model = load_model(materialise(gguf_path, hf))
+    shutil.rmtree(hf)  # 2.4 GB of fp32 safetensors, loaded: a CI disk need not hold them all suite long
+    out = tmp_path_factory.mktemp("qwen")
+    f16 = export_merged(model, gguf_path, out / "qwen-f16.gguf")
+    yield gguf_path, model, f16, llama_logits(f16)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.mark.default_model

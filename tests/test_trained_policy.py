@@ -10,6 +10,8 @@ differences across llama.cpp builds do not flake, and far above the prompted mod
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from agemem_lite import decisions as D
@@ -26,10 +28,12 @@ MIN_NATURAL_ACCURACY = 12 / 27
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    s = Settings.load(tmp_path_factory.mktemp("trained-home"), policy="agemem-0.5b", n_threads=2)
+    home = tmp_path_factory.mktemp("trained-home")
+    s = Settings.load(home, policy="agemem-0.5b", n_threads=2)
     pol = open_policy(s)
     yield s, pol
     pol.close()
+    shutil.rmtree(home, ignore_errors=True)  # the assembled default model, ~0.5 GB
 
 
 def test_adapter_loads_with_the_default_model(trained):
