@@ -156,17 +156,24 @@ def test_config_rules_for_the_warm_start():
 
 
 @pytest.mark.slow
-def test_default_recipe_warm_start_on_the_small_model(settings, tmp_path):
-    """The default recipe's warm start, shrunk (two rounds of 7 and 5 items), on SmolLM2; no GRPO step."""
+def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings, tmp_path):
+    """The default recipe, shrunk, on SmolLM2: two warm-start rounds (7 and 5 items), then one
+    GRPO step from the warm-started adapter with the recipe's serving (guided think, no
+    demonstrations) on episodes cut to one short turn."""
     from safetensors.torch import load_file
 
     from agemem_lite.model_files import resolve
     from agemem_lite.policy.llama import LlamaPolicy
     from train.trainer import GRPOTrainer
 
-    cfg = TrainConfig.load("default", {"base": "smollm2-135m", "steps": 0, "eval_every": 0, "threads": 2,
+    cfg = TrainConfig.load("default", {"base": "smollm2-135m", "steps": 1, "eval_every": 0, "threads": 2,
                                        "warm_start": [{"items": 7, "long_share": 0.0},
-                                                      {"items": 5, "long_share": 0.0, "classes": ["update"]}]})
+                                                      {"items": 5, "long_share": 0.0, "classes": ["update"]}],
+                                       "benches": ["hotpot"], "n_train_tasks": 2, "k": 2,
+                                       "max_samples_per_step": 4, "max_new_tokens": 48, "think_tokens": 16,
+                                       "n_ctx": 2048, "episode.n_max": 1, "episode.n_distractors": 1,
+                                       "episode.max_steps_per_turn": 2, "episode.t_max": 2048})
+    assert cfg.guided and cfg.episode["demonstrations"] is False and cfg.lora_r == 8   # the recipe's own
     t = GRPOTrainer(cfg, settings, tmp_path / "run", progress=False)
     try:
         t.run()
@@ -179,6 +186,12 @@ def test_default_recipe_warm_start_on_the_small_model(settings, tmp_path):
     assert sft2["init_adapter"].endswith("round-1/adapter") and sft2["by_class"]["update"] == 5
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [r["round"] for r in log if r["type"] == "warm_start"] == [1, 2]
+    steps = [r for r in log if r["type"] == "step"]
+    assert [r["step"] for r in steps] == [1] and len(steps[0]["groups"][0]["rewards"]) == 2
+    if not steps[0]["groups"][0]["skipped"]:
+        # the KL reference is the warm-started adapter, i.e. the policy at step 1 (not the base)
+        assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert (out / "checkpoints" / "step-000001" / "adapter.safetensors").is_file()
     state = load_file(str(out / "best" / "adapter.safetensors"))
     assert any(float(v.abs().max()) > 0 for k, v in state.items() if "lora_B" in k)   # SFT moved B off zero
     pol = LlamaPolicy(resolve(settings, "smollm2-135m"), n_ctx=2048, n_threads=2,
