@@ -22,8 +22,8 @@ pytest.importorskip("peft")
 pytest.importorskip("trl")
 
 from train.config import TrainConfig  # noqa: E402
-from train.warm_start import (OPEN_PROMPTS, build_turns, question_turns, replay_turns,  # noqa: E402
-                              retrieve_turn, stage2_prompts, tokenize_turn, turns_of)
+from train.warm_start import (OPEN_PROMPTS, build_turns, info_turns, question_turns,  # noqa: E402
+                              replay_turns, retrieve_turn, stage2_prompts, tokenize_turn, turns_of)
 
 
 def _item(label: str, split: str = "train") -> D.DecisionItem:
@@ -95,6 +95,49 @@ def test_question_turns_answer_the_episode_question_in_its_short_form():
             assert all(info in user for info in task.information)
 
 
+def test_question_turns_retrieve_share():
+    assert {t.label for t in question_turns(12, 1000, retrieve_share=1.0)} == {"retrieve"}
+    assert {t.label for t in question_turns(12, 1000, retrieve_share=0.0)} == {"answer"}
+
+
+def test_info_turns_store_each_information_turn_and_update_the_changed_fact():
+    """Hand-checked on seed 1000: the LongMemEval knowledge-update task (book club) stores the
+    first pick, then updates that memory with the change of plan; the multi-session task's second
+    turn is shown the first one's memory and is still an Add; HotpotQA paragraphs are stored
+    without their "I was reading about" opening; LongMemEval turns verbatim (date and speaker)."""
+    from agemem_lite.eval.harness import build_tasks
+
+    turns = info_turns(12, 1000)
+    tasks = [t for b in ("hotpot", "longmemeval") for t in build_tasks(b, 6, 1000, n_distractors=0)]
+    assert len(turns) == sum(len(t.information) for t in tasks)     # one turn per information turn
+    eval_info = {x for b in ("hotpot", "longmemeval") for t in build_tasks(b, 8, 0, n_distractors=0)
+                 for x in t.information}
+    stored: dict[str, str] = {}
+    for turn in turns:
+        user = turn.context[-1]["content"].split("User: ", 1)[1]
+        assert user not in eval_info
+        call = parse_step(turn.steps[0]).calls[0]
+        assert parse_step(turn.steps[1]).answer                       # a reply after the tool result
+        if turn.label == "add":
+            assert call.name == "Add_memory"
+            content = call.arguments["content"]
+            if user.startswith("I was reading about"):
+                assert not content.startswith("I was reading") and user.endswith(content)
+            else:
+                assert content == user and user.startswith("[")          # "[date] user: ..." verbatim
+            stored[turn.tool_results[0].rsplit("stored as ", 1)[1]] = content
+        else:
+            assert turn.label == "update" and call.name == "Update_memory"
+            assert call.arguments["content"] == user
+    (update,) = [t for t in turns if t.label == "update"]
+    call = parse_step(update.steps[0]).calls[0]
+    assert "The Dythkroux Mirror" in stored[call.arguments["memory_id"]]      # the old pick's memory
+    assert "The Trathkask Orchard" in call.arguments["content"]
+    assert f"[{call.arguments['memory_id']}]" in update.context[-1]["content"]   # shown with the turn
+    puppy = next(t for t in turns if "puppy" in t.context[-1]["content"].split("User: ", 1)[1])
+    assert puppy.label == "add" and "tennis partner" in puppy.context[-1]["content"]   # related, still new
+
+
 def test_stage2_prompts_are_packed_filler_turns_of_other_episodes_than_the_evaluations():
     from agemem_lite.eval.harness import build_tasks
 
@@ -149,6 +192,10 @@ def test_config_rules_for_the_warm_start():
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "itmes": 3}]})
     with pytest.raises(ConfigError, match="classes"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "classes": ["add", "sing"]}]})
+    with pytest.raises(ConfigError, match="question_retrieve"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "question_retrieve": 1.5}]})
+    with pytest.raises(ConfigError, match="episodes"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "episodes": -1}]})
     cfg = TrainConfig.load("default", {"steps": 0})
     rounds = cfg.warm_start_rounds()
     assert len(rounds) == 1 and rounds[0]["items"] > 0 and rounds[0]["epochs"] == 1.0 and cfg.lora_r == 8

@@ -24,10 +24,11 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: long_share keeps that share of the Filter/Summary items (a 4k-token context costs ~8 short items
 #: on a CPU); long_budget is the context budget they are generated for; longer turns are dropped.
 #: replay / stage2 / questions: self-distilled answers to open requests / to stage-2 distractor turns,
-#: and stage-3 episode turns, added to the oracle turns (train.warm_start).
+#: and stage-3 episode turns (question_retrieve of them after a search), and episodes: stage-1 turns
+#: of that many training episodes with the oracle's writes, added to the oracle turns (train.warm_start).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
-                       "questions": 0}
+                       "questions": 0, "question_retrieve": 0.5, "episodes": 0}
 
 
 def _f(default, help: str):
@@ -55,7 +56,7 @@ class TrainConfig:
     warm_start: list = _f([], "Supervised warm-start rounds before GRPO, each continuing the adapter of the "
                           "one before: tables with items (decision-set train items, required), seed, epochs, "
                           "lr, classes (the class cycle; repeat a class to weight it), long_share, "
-                          "long_budget, max_tokens (defaults: WARM_START_DEFAULTS). Empty = no warm start.")
+                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes (defaults: WARM_START_DEFAULTS). Empty = no warm start.")
     init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) instead "
                            "of fresh adapters; its rank must be lora_r.")
     # -- GRPO (SPEC §6) -------------------------------------------------------------------------
@@ -160,15 +161,16 @@ class TrainConfig:
             r = {**WARM_START_DEFAULTS, **rnd}
             r["seed"] = self.seed + i if r["seed"] is None else r["seed"]
             r["classes"] = list(r["classes"] or CLASSES)
-            for k in ("items", "seed", "long_budget", "max_tokens", "replay", "stage2", "questions"):
+            for k in ("items", "seed", "long_budget", "max_tokens", "replay", "stage2", "questions", "episodes"):
                 low = 1 if k in ("items", "long_budget", "max_tokens") else 0
                 if isinstance(r[k], bool) or not isinstance(r[k], int) or r[k] < low:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: an integer ≥ {low}")
             for k in ("epochs", "lr"):
                 if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or r[k] <= 0:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number > 0")
-            if not 0 <= r["long_share"] <= 1:
-                raise ConfigError(f"{where}.long_share={r['long_share']!r}: in [0, 1]")
+            for k in ("long_share", "question_retrieve"):
+                if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or not 0 <= r[k] <= 1:
+                    raise ConfigError(f"{where}.{k}={r[k]!r}: a number in [0, 1]")
             bad = [c for c in r["classes"] if c not in CLASSES]
             if bad:
                 raise ConfigError(f"{where}.classes: unknown {bad}; choose from {', '.join(CLASSES)}")

@@ -172,6 +172,7 @@ class GRPOTrainer:
                                   long_budget=rnd["long_budget"], max_tokens=rnd["max_tokens"],
                                   classes=rnd["classes"], init_adapter=prev, threads=cfg.threads, bf16=cfg.bf16,
                                   replay=rnd["replay"], stage2=rnd["stage2"], questions=rnd["questions"], question_seed=cfg.train_seed,
+                                  question_retrieve=rnd["question_retrieve"], episodes=rnd["episodes"],
                                   log=self.log, progress=self.progress)
                 self._append_log({"type": "warm_start", "round": i, **summary})
             prev = d / "adapter"

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +200,7 @@ def replay_turns(base_gguf: Path, n: int, seed: int, *, cache: Path | None = Non
     episode's stage 2 and a long chat are many answered questions in a row, and a policy that
     copies an earlier line forward loops on it), half are shown an unrelated memory (chat
     shows related memories with every turn, and a greeting is not a reason to search).
-    Truncated replies are left out. ``cache``: a JSON file of earlier replies (prompt ->
+    Truncated replies are left out (a packed stage-2 turn gets twice ``max_reply_tokens``). ``cache``: a JSON file of earlier replies (prompt ->
     reply), so a rerun does not generate again."""
     from agemem_lite.policy.llama import load_llama
 
@@ -208,13 +209,15 @@ def replay_turns(base_gguf: Path, n: int, seed: int, *, cache: Path | None = Non
     picks += [("question", extra[i % len(extra)]) for i in range(n_extra if extra else 0)]
     done = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
     todo = sorted({p for _, p in picks if p not in done})
+    packed = set(extra)
     if todo:
         llm = load_llama(base_gguf, n_ctx=1024, seed=0)
         try:
             for p in todo:
+                # a stage-2 turn packs two requests: its reply may be twice as long
                 out = llm.create_chat_completion(
                     [{"role": "system", "content": REPLAY_SYSTEM}, {"role": "user", "content": p}],
-                    temperature=0.0, max_tokens=max_reply_tokens)
+                    temperature=0.0, max_tokens=max_reply_tokens * (2 if p in packed else 1))
                 ch = out["choices"][0]
                 done[p] = ch["message"]["content"].strip() if ch.get("finish_reason") == "stop" else ""
         finally:
@@ -259,11 +262,13 @@ def stage2_prompts(n: int, seed: int, per_turn: int = 2) -> list[str]:
     return list(dict.fromkeys(out))[:n]
 
 
-def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longmemeval")) -> list[Turn]:
+def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longmemeval"),
+                   retrieve_share: float = 0.5) -> list[Turn]:
     """Stage-3 turns of ``n`` training episodes (``seed`` must not be the evaluation's): the question
     with the short-answer instruction; its information turns as memories, either shown with the question
-    (answer at once) or found by Retrieve_memory (search, hits, answer). The reply is the gold
-    short answer, so the step that the episode judges learns the form they score."""
+    (answer at once) or, for a ``retrieve_share`` of them, found by Retrieve_memory (search, hits,
+    answer: an episode's stage 3 shows no retrieval). The reply is the gold short answer, so the step
+    that the episode judges learns the form they score."""
     from agemem_lite.eval.harness import build_tasks
 
     r = random.Random(f"questions:{seed}")
@@ -275,7 +280,7 @@ def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "lo
             mems = [(f"mem_{start + j}", f) for j, f in enumerate(t.information)]
             user = prompts.render_question(t.question)
             target, answer = mems[-1][0], t.answers[0]   # the latest turn (a knowledge update's new value)
-            if r.random() < 0.5:
+            if r.random() < 1 - retrieve_share:
                 item = D.DecisionItem(id=f"q-{t.id}", split="train", label="answer", user=user,
                                       shown=r.sample(mems, len(mems)), target_id=target, kind="question",
                                       basis="memory", gold=answer)
@@ -289,6 +294,55 @@ def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "lo
             out.append(Turn(item.id + "+ret", "retrieve", ctx,
                             [D.oracle_completion(item), reply],
                             [prompts.render_tool_result("Retrieve_memory", True, hits)]))
+    return out
+
+
+def _stored_text(text: str) -> str:
+    """What the oracle stores for an information turn: a LongMemEval turn verbatim (its date and
+    speaker matter to temporal and assistant questions), a HotpotQA paragraph without its
+    "I was reading about X today." opening."""
+    m = re.match(r"I was reading about .+? today\. ", text)
+    return text[m.end():] if m else text
+
+
+def info_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longmemeval")) -> list[Turn]:
+    """Stage-1 turns of ``n`` training episodes (``seed`` must not be the evaluation's) with the
+    oracle's memory writes, in the episode's own wording (dated "[date] user: ..." turns,
+    "I was reading about ..." paragraphs), which the decision set does not use.
+
+    Each turn is shown the memories stored for the earlier turns of its task, as the episode's
+    retrieval shows them: a new fact next to a related one is still an Add (the policy had
+    turned such turns into Updates of the shown memory), while the turn of a knowledge-update task
+    that carries the new value updates the memory holding the old one."""
+    from agemem_lite.episodes import pack_turns
+    from agemem_lite.eval.harness import build_tasks
+
+    r = random.Random(f"info:{seed}")
+    per = [n // len(benches) + (i < n % len(benches)) for i in range(len(benches))]
+    out: list[Turn] = []
+    for bench, k in zip(benches, per):
+        for t in build_tasks(bench, k, seed, n_distractors=0):
+            old = t.metadata.get("old_answer")
+            stored: list[tuple[str, str]] = []
+            for j, text in enumerate(pack_turns(t.information, 8)):
+                content = _stored_text(text)
+                target = next((m for m, c in stored if old and old in c), None)
+                if target and t.answers[0] in text:
+                    item = D.DecisionItem(id=f"info-{t.id}-{j}", split="train", label="update", user=text,
+                                          shown=list(stored), target_id=target, kind="changed fact", gold=content)
+                    stored = [(m, content if m == target else c) for m, c in stored]
+                    result = f"{target} updated"
+                else:
+                    mid = r.choice([f"mem_{i}" for i in range(1, 60) if all(m != f"mem_{i}" for m, _ in stored)])
+                    item = D.DecisionItem(id=f"info-{t.id}-{j}", split="train", label="add", user=text,
+                                          shown=list(stored), kind="new fact", gold=content)
+                    stored.append((mid, content))
+                    result = f"stored as {mid}"
+                call = D.oracle_call(item)
+                done = render_step(f"Kind: {item.kind}. {_DONE[item.label]}", answer=r.choice(_REPLIES[item.label]))
+                out.append(Turn(item.id, item.label, D.messages(item, guided=False),
+                                [D.oracle_completion(item), done],
+                                [prompts.render_tool_result(call["name"], True, result)]))
     return out
 
 
@@ -333,12 +387,15 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             lora_r: int, lora_alpha: int, targets: list[str], long_share: float = 0.5, long_budget: int = 2048,
             max_tokens: int = 4096, threads: int = 0, bf16: bool = True, log=print,
             progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None,
-            replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000) -> dict:
+            replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000,
+            question_retrieve: float = 0.5, episodes: int = 0) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
     ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
     to stage-2 distractor turns, and stage-3 episode turns (``question_seed``: the generator
-    seed of those episodes) join the oracle turns.
+    seed of those episodes) join the oracle turns; ``question_retrieve``: the share of those questions
+    answered after a search; ``episodes``: stage-1 turns of that many training episodes with the
+    oracle's Add/Update (``info_turns``).
     ``init_adapter``: continue training that PEFT adapter (an earlier round) instead of new ones."""
     import resource
 
@@ -362,7 +419,9 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         extra = stage2_prompts(stage2, question_seed + seed) if stage2 else []
         turns += replay_turns(base_gguf, replay, seed, cache=out / "replay.json", extra=extra, n_extra=stage2)
     if questions:
-        turns += question_turns(questions, question_seed + seed)
+        turns += question_turns(questions, question_seed + seed, retrieve_share=question_retrieve)
+    if episodes:
+        turns += info_turns(episodes, question_seed + seed)
     tok = LlamaPolicy(base_gguf, n_ctx=512, n_threads=1)
     try:
         rows, dropped = dataset_rows(tok, turns, max_tokens)
@@ -397,7 +456,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "by_class": {c: sum(t.label == c for t in turns) for c in D.CLASSES},
         "epochs": epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed, "n_items": n_items,
         "classes": list(classes), "long_share": long_share,
-        "replay": replay, "stage2": stage2, "questions": questions, "init_adapter": str(init_adapter or ""),
+        "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
+        "episodes": episodes, "init_adapter": str(init_adapter or ""),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
         "wall_seconds": round(time.perf_counter() - t0, 1),
