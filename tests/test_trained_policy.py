@@ -65,3 +65,24 @@ def test_greeting_is_answered_in_words_not_with_a_copy_of_the_think(trained):
 
     answer = parse_step(step.text).answer or ""
     assert decision.action == "answer" and not answer.startswith("Kind:"), step.text
+
+
+@pytest.mark.parametrize("reply", ["To make it last, charge it to 80 %.", "The Trornkun River", "Durndreil"])
+def test_a_reply_is_learnt_from_the_tokens_the_runtime_writes_it_after(trained, reply):
+    """LlamaPolicy.step writes "<answer>" and then generates the reply after a prompt tokenised up to
+    there; the training sequence must hold exactly those tokens before the reply. One tokenize call
+    over the whole step merged "<answer>" with the reply's first word (Qwen2.5's ">To", ">The",
+    ">D"): tokens the runtime never lets the model produce, so replies were learnt at a
+    boundary it never sees (the trained policy then copied its think into its answers)."""
+    from agemem_lite.protocol import ANSWER_OPEN, render_step
+    from train.warm_start import Turn, step_pieces, tokenize_turn
+
+    _, pol = trained
+    step = render_step("Kind: question. It needs no memory.", answer=reply)
+    turn = Turn("t", "answer", D.messages(D.generate(7, 0, "train")[4], guided=False), [step], [])
+    ids, mask = tokenize_turn(pol, turn)
+    cut = step.index(ANSWER_OPEN) + len(ANSWER_OPEN)
+    before = pol.tokenize(pol.render(turn.context)) + pol.tokenize(step[:cut], special=False)
+    assert ids[:len(before)] == before
+    assert pol.llm.detokenize(ids[len(before):]).decode() == step[cut:]
+    assert "".join(step_pieces(step)) == step

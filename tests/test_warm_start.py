@@ -23,7 +23,8 @@ pytest.importorskip("trl")
 
 from train.config import TrainConfig  # noqa: E402
 from train.warm_start import (OPEN_PROMPTS, build_turns, info_turns, question_turns,  # noqa: E402
-                              replay_turns, retrieve_turn, stage2_prompts, tokenize_turn, turns_of)
+                              replay_turns, retrieve_turn, stage2_prompts, step_pieces, tokenize_turn,
+                              turns_of)
 
 
 def _item(label: str, split: str = "train") -> D.DecisionItem:
@@ -177,9 +178,9 @@ def test_mask_covers_exactly_the_oracle_steps(small_policy):
     context = llm.detokenize([i for i, m in zip(ids, mask) if not m], special=True).decode()
     assert turn.tool_results[0] in context and turn.context[-1]["content"] in context
     # the first step is followed by the tool result, which is not learnt
-    first_end = len(small_policy.tokenize(small_policy.render(turn.context))) + \
-        len(small_policy.tokenize(turn.steps[0], special=False))
-    assert all(mask[first_end - len(small_policy.tokenize(turn.steps[0], special=False)):first_end])
+    n_step = sum(len(small_policy.tokenize(p, special=False)) for p in step_pieces(turn.steps[0]))
+    first_end = len(small_policy.tokenize(small_policy.render(turn.context))) + n_step
+    assert all(mask[first_end - n_step:first_end])
     assert mask[first_end] == 0
 
 

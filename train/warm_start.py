@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Sequence
 
 from agemem_lite import decisions as D
-from agemem_lite import prompts
+from agemem_lite import prompts, protocol
 from agemem_lite.protocol import render_step
 
 #: The closing reply after a successful memory write, per class (the tool result's text
@@ -346,12 +346,26 @@ def info_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longme
     return out
 
 
+def step_pieces(step: str) -> list[str]:
+    """``step`` as ``LlamaPolicy.step`` tokenises it: the runtime writes ``<answer>`` (or a grammar
+    ends there) and generates the reply after a prompt tokenised up to that point, so the reply is
+    its own piece. One tokenize call over the whole step merged the tag with the reply's first
+    word (Qwen2.5: ``>To``, ``>The``, ``>D``; two of three replay replies start so), a token the
+    runtime never lets the model produce: replies were learnt after a boundary it never sees.
+    Everything before it is tokenised as one, as the runtime tokenises the text it continues."""
+    i = step.find(protocol.ANSWER_OPEN)
+    if i < 0:
+        return [step]
+    cut = i + len(protocol.ANSWER_OPEN)
+    return [step[:cut], step[cut:]] if cut < len(step) else [step]
+
+
 def tokenize_turn(tok, turn: Turn) -> tuple[list[int], list[int]]:
     """(input_ids, completion_mask): the context, then each step (in the loss) followed by its
     tool result and the next generation prompt (not in the loss), as the rollout sees them.
 
     ``tok`` is a ``LlamaPolicy`` (its ``render``/``tokenize``). The step text is tokenised
-    without specials, as ``LlamaPolicy.step`` continues a prompt."""
+    without specials, piece by piece (``step_pieces``), as ``LlamaPolicy.step`` continues a prompt."""
     msgs = list(turn.context)
     ids: list[int] = []
     mask: list[int] = []
@@ -361,7 +375,7 @@ def tokenize_turn(tok, turn: Turn) -> tuple[list[int], list[int]]:
         if not full.startswith(rendered):
             raise ValueError(f"{turn.item_id}: the chat template does not render the turn as a prefix")
         head = tok.tokenize(full[len(rendered):])
-        body = tok.tokenize(step, special=False)
+        body = [t for piece in step_pieces(step) for t in tok.tokenize(piece, special=False)]
         ids += head + body
         mask += [0] * len(head) + [1] * len(body)
         rendered = full + step
