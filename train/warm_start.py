@@ -77,12 +77,10 @@ def _tool(name: str, text: str) -> dict:
 
 def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = False) -> list[Turn]:
     """The oracle's turn(s) for one decision item."""
-    ctx = D.messages(item, guided=demonstrations)
-    first = D.oracle_completion(item)
     call = D.oracle_call(item)
     lab = item.label
     if call is None or lab in ("filter", "summary"):
-        return [Turn(item.id, lab, ctx, [first], [])]
+        return [Turn(item.id, lab, D.messages(item, guided=demonstrations), [D.oracle_completion(item)], [])]
     if lab == "add":
         mid = f"mem_{r.randrange(1, 60)}"
         result = f"stored as {mid}"
@@ -92,11 +90,20 @@ def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = F
         result = f"{item.target_id} deleted"
     else:   # retrieve: nothing stored about it (the item shows no memory that answers it)
         reply = "You have not told me that yet."
-        return [Turn(item.id, lab, ctx, [first, render_step("Kind: question. Nothing stored, so say so.",
-                                                           answer=reply)],
+        return [Turn(item.id, lab, D.messages(item, guided=demonstrations),
+                     [D.oracle_completion(item), render_step("Kind: question. Nothing stored, so say so.",
+                                                             answer=reply)],
                      [prompts.render_tool_result(call["name"], True, "no memories found")])]
-    done = render_step(f"Kind: {item.kind}. {_DONE[lab]}", answer=r.choice(_REPLIES[lab]))
-    return [Turn(item.id, lab, ctx, [first, done], [prompts.render_tool_result(call["name"], True, result)])]
+    return [_write_turn(item, result, r, demonstrations=demonstrations)]
+
+
+def _write_turn(item: D.DecisionItem, result: str, r: random.Random, *, demonstrations: bool = False) -> Turn:
+    """The oracle's memory write for ``item`` (Add, Update or Delete), the tool's ``result``, and a
+    short reply that says it was done."""
+    call = D.oracle_call(item)
+    done = render_step(f"Kind: {item.kind}. {_DONE[item.label]}", answer=r.choice(_REPLIES[item.label]))
+    return Turn(item.id, item.label, D.messages(item, guided=demonstrations), [D.oracle_completion(item), done],
+                [prompts.render_tool_result(call["name"], True, result)])
 
 
 def retrieve_turn(item: D.DecisionItem, *, demonstrations: bool = False) -> Turn | None:
@@ -301,7 +308,10 @@ def _stored_text(text: str) -> str:
     """What the oracle stores for an information turn: a LongMemEval turn verbatim (its date and
     speaker matter to temporal and assistant questions), a HotpotQA paragraph without its
     "I was reading about X today." opening."""
-    m = re.match(r"I was reading about .+? today\. ", text)
+    from agemem_lite.episodes import PARAGRAPH_TURN
+
+    opening = PARAGRAPH_TURN.split("{text}")[0]   # "I was reading about {title} today. ", any title
+    m = re.match(".+?".join(re.escape(part) for part in opening.split("{title}")), text)
     return text[m.end():] if m else text
 
 
@@ -338,11 +348,7 @@ def info_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longme
                                           shown=list(stored), kind="new fact", gold=content)
                     stored.append((mid, content))
                     result = f"stored as {mid}"
-                call = D.oracle_call(item)
-                done = render_step(f"Kind: {item.kind}. {_DONE[item.label]}", answer=r.choice(_REPLIES[item.label]))
-                out.append(Turn(item.id, item.label, D.messages(item, guided=False),
-                                [D.oracle_completion(item), done],
-                                [prompts.render_tool_result(call["name"], True, result)]))
+                out.append(_write_turn(item, result, r))
     return out
 
 
