@@ -312,8 +312,10 @@ class LlamaEmbedder:
 
         check_gguf(model_path)
         self.path = Path(model_path)
-        self._llm = llama_cpp.Llama(
-            str(model_path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+        from .llama_open import open_llama
+
+        self._llm = open_llama(
+            model_path, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
             n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=n_threads or None, verbose=False,
         )
         self.dim = int(self._llm.n_embd())

@@ -18,7 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 peft = pytest.importorskip("peft")
 
-from llama_cpp import Llama  # noqa: E402
+from agemem_lite.llama_open import open_llama  # noqa: E402
 
 from agemem_lite import model_files  # noqa: E402
 from agemem_lite.config import Settings  # noqa: E402
@@ -75,8 +75,8 @@ def smol_f16_logits(smol_f16):
 
 def llama_logits(path: Path, lora: Path | None = None) -> tuple[list[int], np.ndarray]:
     """PROMPT's tokens and llama.cpp's logits at every position."""
-    llm = Llama(model_path=str(path), lora_path=str(lora) if lora else None, logits_all=True,
-                n_ctx=256, n_threads=2, verbose=False)
+    llm = open_llama(path, lora_path=str(lora) if lora else None, logits_all=True,
+                     n_ctx=256, n_threads=2, verbose=False)
     try:
         tokens = llm.tokenize(PROMPT, add_bos=True)
         llm.eval(tokens)
@@ -184,7 +184,7 @@ def test_quantize_to_q4_k_m_generates_text(smol_f16, tmp_path):
     q4 = quantize(smol_f16, tmp_path / "smol-q4_k_m.gguf", "q4_k_m")
     assert model_files.check_gguf(q4).metadata["general.file_type"] == 15  # MOSTLY_Q4_K_M
     assert q4.stat().st_size < 0.5 * smol_f16.stat().st_size
-    llm = Llama(model_path=str(q4), n_ctx=256, n_threads=2, verbose=False)
+    llm = open_llama(q4, n_ctx=256, n_threads=2, verbose=False)
     try:
         text = llm("The capital of France is", max_tokens=8, temperature=0.0)["choices"][0]["text"]
     finally:

@@ -147,11 +147,11 @@ def to_llamacpp_rows(w: np.ndarray, n_head: int) -> np.ndarray:
 
 def _load_back(model_path: Path, lora_path: Path | None = None) -> None:
     """Load the written file with llama.cpp (and the adapter over its base): it must load."""
-    from llama_cpp import Llama
+    from agemem_lite.llama_open import open_llama
 
     try:
-        llm = Llama(model_path=str(model_path), lora_path=str(lora_path) if lora_path else None,
-                    n_ctx=16, n_threads=1, verbose=False)
+        llm = open_llama(model_path, lora_path=str(lora_path) if lora_path else None,
+                         n_ctx=16, n_threads=1, verbose=False)
     except (ValueError, RuntimeError) as e:
         what = lora_path or model_path
         raise ModelFileError(f"{what}: written, but llama.cpp cannot load it ({e})") from None

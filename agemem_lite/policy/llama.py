@@ -62,7 +62,7 @@ def _quiet_stderr():
 
 def load_llama(path: str | Path, **kwargs):
     """Open a GGUF with llama.cpp, turning any failure into one ModelFileError line."""
-    from llama_cpp import Llama
+    from ..llama_open import open_llama
 
     p = Path(path)
     if not p.is_file():
@@ -72,7 +72,7 @@ def load_llama(path: str | Path, **kwargs):
             raise ModelFileError(f"{p} is not a GGUF file (bad magic bytes)")
     try:
         with _quiet_stderr():
-            return Llama(model_path=str(p), verbose=False, **kwargs)
+            return open_llama(p, verbose=False, **kwargs)
     except (ValueError, RuntimeError, OSError) as e:
         raise ModelFileError(f"llama.cpp could not load {p.name}: {e} (file corrupt or truncated? "
                              "run 'agemem models verify')") from None
