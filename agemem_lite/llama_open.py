@@ -41,7 +41,7 @@ def repack_weights() -> bool:
 
 
 @contextlib.contextmanager
-def _model_params(use_extra_bufts: bool):
+def model_params(use_extra_bufts: bool):
     """While the body runs, ``llama_model_default_params()`` (which ``Llama.__init__`` calls)
     returns parameters with ``use_extra_bufts`` set as asked."""
     import llama_cpp.llama_cpp as lib
@@ -68,8 +68,8 @@ def open_llama(model_path: str | Path, **kwargs):
     """``llama_cpp.Llama(model_path, **kwargs)``, without repacked weights where AMX is present."""
     from llama_cpp import Llama
 
-    with _model_params(repack_weights()):
+    with model_params(repack_weights()):
         return Llama(model_path=str(model_path), **kwargs)
 
 
-__all__ = ["open_llama", "repack_weights", "cpu_has_amx"]
+__all__ = ["open_llama", "model_params", "repack_weights", "cpu_has_amx"]

@@ -14,7 +14,7 @@ def test_config_validation_needs_no_mem0():
 
 def test_server_argv_and_answer_prompt():
     argv = server_argv("m.gguf", port=9000, alias="minilm", embedding=True, n_ctx=512, python="py")
-    assert argv[:3] == ["py", "-m", "llama_cpp.server"]
+    assert argv[:3] == ["py", "-m", "agemem_lite.eval.llama_server"]
     assert argv[-2:] == ["--embedding", "True"] and "127.0.0.1" in argv and "9000" in argv
     msgs = render_answer_messages("Where does Lena live?", ["Lena lives in Porto"])
     assert [m["role"] for m in msgs] == ["system", "user"]

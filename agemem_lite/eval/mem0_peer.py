@@ -149,7 +149,7 @@ def server_argv(model_path: str | os.PathLike, *, port: int, alias: str, embeddi
                 python: str = sys.executable) -> list[str]:
     """The command line of one llama-cpp-python OpenAI-compatible server on 127.0.0.1
     (``lora_path``: a GGUF LoRA adapter applied at load, as a trained registry policy has)."""
-    argv = [python, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", alias,
+    argv = [python, "-m", "agemem_lite.eval.llama_server", "--model", str(model_path), "--model_alias", alias,
             "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
             "--host", "127.0.0.1", "--port", str(port)]
     if lora_path:
@@ -187,7 +187,7 @@ def serve(policy_gguf: str | os.PathLike, embedder_gguf: str | os.PathLike, *, c
     """Start the chat and embedding servers; yield a ``Mem0PeerConfig`` pointing at them
     (and at ``data_dir``); stop both on exit. ``log_dir``: where their logs go (default:
     discarded). ``lora_path``: the policy's adapter, if it has one. Runs
-    ``python -m llama_cpp.server`` with this interpreter."""
+    ``python -m llama_cpp.server`` (through ``agemem_lite.eval.llama_server``) with this interpreter."""
     procs: list[subprocess.Popen] = []
     try:
         for name, path, port, emb, ctx in (("chat", policy_gguf, chat_port, False, n_ctx),
