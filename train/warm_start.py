@@ -106,9 +106,12 @@ def _write_turn(item: D.DecisionItem, result: str, r: random.Random, *, demonstr
                 [prompts.render_tool_result(call["name"], True, result)])
 
 
-def retrieve_turn(item: D.DecisionItem, *, demonstrations: bool = False) -> Turn | None:
+def retrieve_turn(item: D.DecisionItem, r: random.Random | None = None, *,
+                  demonstrations: bool = False) -> Turn | None:
     """A memory-answered Answer item turned into retrieve → result → answer: the memory
-    that answers it is hidden from the shown list and comes back from the search."""
+    that answers it is hidden from the shown list and comes back from the search, with
+    (given ``r``) some of the shown ones that do not answer it, in a random order, as a
+    search lists near misses too."""
     if item.label != "answer" or item.basis != "memory" or not item.target_id:
         return None
     hidden = [(m, c) for m, c in item.shown if m == item.target_id]
@@ -119,7 +122,11 @@ def retrieve_turn(item: D.DecisionItem, *, demonstrations: bool = False) -> Turn
                             "gold": item.user.rstrip("?. ")})
     ctx = D.messages(alt, guided=demonstrations)
     first = D.oracle_completion(alt)
-    hits = "\n" + prompts.render_memory_lines(hidden)   # as Retrieve_memory writes its hits
+    listed = hidden
+    if r is not None:
+        listed = hidden + r.sample(shown, r.randint(0, len(shown)))
+        listed = r.sample(listed, len(listed))
+    hits = "\n" + prompts.render_memory_lines(listed)   # as Retrieve_memory writes its hits
     answer = render_step(f"Kind: question. {item.target_id} answers it.", answer=item.gold)
     return Turn(item.id + "+ret", "retrieve", ctx, [first, answer],
                 [prompts.render_tool_result("Retrieve_memory", True, hits)])
@@ -142,7 +149,7 @@ def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool
                 continue
             item = long[i]
         out += turns_of(item, r, demonstrations=demonstrations)
-        extra = retrieve_turn(item, demonstrations=demonstrations) if r.random() < 0.5 else None
+        extra = retrieve_turn(item, r, demonstrations=demonstrations) if r.random() < 0.5 else None
         if extra:
             out.append(extra)
     return out
@@ -269,38 +276,67 @@ def stage2_prompts(n: int, seed: int, per_turn: int = 2) -> list[str]:
     return list(dict.fromkeys(out))[:n]
 
 
+#: How a LongMemEval-format abstention task's gold answer starts (the question asks about
+#: something the user never mentioned).
+_ABSTAIN = "The information provided is not enough"
+
+
+def _answers_it(own: list[tuple[str, str]], answer: str) -> str:
+    """The think's reason for a stage-3 answer, naming what holds it among the task's ``own``
+    memories: the latest one that states ``answer`` (a knowledge-update task's new value comes
+    after the old one); all of them where none states it (a count of days, a list across
+    sessions, a comparison); none for an abstention."""
+    if answer.startswith(_ABSTAIN):
+        return "No memory answers it, so say so."
+    held = [m for m, c in own if answer.lower() in c.lower()]
+    if held:
+        return f"{held[-1]} answers it."
+    ids = [m for m, _ in own]
+    return f"{ids[0]} answers it." if len(ids) == 1 else f"{', '.join(ids[:-1])} and {ids[-1]} answer it."
+
+
 def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longmemeval"),
-                   retrieve_share: float = 0.5) -> list[Turn]:
+                   retrieve_share: float = 0.5, max_unrelated: int = 2) -> list[Turn]:
     """Stage-3 turns of ``n`` training episodes (``seed`` must not be the evaluation's): the question
     with the short-answer instruction; its information turns as memories, either shown with the question
     (answer at once) or, for a ``retrieve_share`` of them, found by Retrieve_memory (search, hits,
     answer: an episode's stage 3 shows no retrieval). The reply is the gold short answer, so the step
-    that the episode judges learns the form they score."""
+    that the episode judges learns the form they score.
+
+    Up to ``max_unrelated`` memories of other tasks join the task's own, and shown memories and hits
+    are shuffled: the think names the memory that holds the answer, wherever it stands. (v5 always
+    found it last among the hits, learnt the position, and answered "my dentist?" with the shown
+    birthday that a search had listed last.)"""
     from agemem_lite.eval.harness import build_tasks
 
     r = random.Random(f"questions:{seed}")
     per = [n // len(benches) + (i < n % len(benches)) for i in range(len(benches))]
+    tasks = [t for bench, k in zip(benches, per) for t in build_tasks(bench, k, seed, n_distractors=0)]
     out: list[Turn] = []
-    for bench, k in zip(benches, per):
-        for t in build_tasks(bench, k, seed, n_distractors=0):
-            start = r.randrange(1, 30)
-            mems = [(f"mem_{start + j}", f) for j, f in enumerate(t.information)]
-            user = prompts.render_question(t.question)
-            target, answer = mems[-1][0], t.answers[0]   # the latest turn (a knowledge update's new value)
-            if r.random() < 1 - retrieve_share:
-                item = D.DecisionItem(id=f"q-{t.id}", split="train", label="answer", user=user,
-                                      shown=r.sample(mems, len(mems)), target_id=target, kind="question",
-                                      basis="memory", gold=answer)
-                out.append(Turn(item.id, "answer", D.messages(item, guided=False), [D.oracle_completion(item)], []))
-                continue
-            item = D.DecisionItem(id=f"q-{t.id}", split="train", label="retrieve", user=user, kind="question",
-                                  gold=t.question.split("] ", 1)[-1])
-            hits = "\n" + prompts.render_memory_lines(mems)
-            reply = render_step(f"Kind: question. {target} answers it.", answer=answer)
-            ctx = D.messages(item, guided=False, show_related=False)   # stage 3 shows no retrieval
-            out.append(Turn(item.id + "+ret", "retrieve", ctx,
-                            [D.oracle_completion(item), reply],
-                            [prompts.render_tool_result("Retrieve_memory", True, hits)]))
+    for t in tasks:
+        start = r.randrange(1, 30)
+        mems = [(f"mem_{start + j}", f) for j, f in enumerate(t.information)]
+        answer = t.answers[0]
+        why = _answers_it(mems, answer)
+        pool = [f for o in tasks if o is not t for f in o.information if t.answers[0].lower() not in f.lower()]
+        extra = r.sample(pool, min(r.randint(0, max_unrelated), len(pool)))
+        mems += [(f"mem_{start + len(mems) + j}", f) for j, f in enumerate(extra)]
+        mems = r.sample(mems, len(mems))
+        user = prompts.render_question(t.question)
+        if r.random() < 1 - retrieve_share:
+            item = D.DecisionItem(id=f"q-{t.id}", split="train", label="answer", user=user,
+                                  shown=mems, kind="question", basis="memory", gold=answer)
+            out.append(Turn(item.id, "answer", D.messages(item, guided=False),
+                            [render_step(f"Kind: question. {why}", answer=answer)], []))
+            continue
+        item = D.DecisionItem(id=f"q-{t.id}", split="train", label="retrieve", user=user, kind="question",
+                              gold=t.question.split("] ", 1)[-1])
+        hits = "\n" + prompts.render_memory_lines(mems)
+        reply = render_step(f"Kind: question. {why}", answer=answer)
+        ctx = D.messages(item, guided=False, show_related=False)   # stage 3 shows no retrieval
+        out.append(Turn(item.id + "+ret", "retrieve", ctx,
+                        [D.oracle_completion(item), reply],
+                        [prompts.render_tool_result("Retrieve_memory", True, hits)]))
     return out
 
 
