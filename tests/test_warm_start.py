@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
@@ -65,6 +66,22 @@ def test_retrieve_item_learns_to_abstain_and_retrieve_turn_finds_the_hidden_memo
     assert parse_step(ret.steps[1]).answer == it.gold
 
 
+def test_retrieve_turn_lists_near_misses_in_a_random_order():
+    items = [x for x in D.generate(140, 0, "train") if x.label == "answer" and x.basis == "memory"
+             and len(x.shown) > 1]
+    r = random.Random(0)
+    firsts, extra = set(), 0
+    for it in items:
+        ret = retrieve_turn(it, r)
+        listed = re.findall(r"\[(mem_\d+)\]", ret.tool_results[0])
+        assert it.target_id in listed and len(set(listed)) == len(listed)
+        assert set(listed) <= {m for m, _ in it.shown}                  # only what is stored
+        assert f"{it.target_id} answers it." in parse_step(ret.steps[1]).think
+        firsts.add(listed[0] == it.target_id)
+        extra += len(listed) - 1
+    assert firsts == {True, False} and extra > 0        # the answering hit is not always first, nor alone
+
+
 def test_build_turns_keeps_classes_and_the_long_share():
     turns = build_turns(70, 0, long_share=0.0)
     labels = {t.label for t in turns}
@@ -94,6 +111,32 @@ def test_question_turns_answer_the_episode_question_in_its_short_form():
             assert all(info in turn.tool_results[0] for info in task.information)
         else:
             assert all(info in user for info in task.information)
+
+
+def test_question_turns_name_the_memory_that_holds_the_answer_wherever_it_stands():
+    from agemem_lite.eval.harness import build_tasks
+
+    tasks = {t.question.split("] ", 1)[-1]: t for b in ("hotpot", "longmemeval")
+             for t in build_tasks(b, 16, 1000, n_distractors=0)}
+    positions, unrelated = set(), 0
+    for turn in question_turns(32, 1000):
+        text = turn.tool_results[0] if turn.tool_results else turn.context[-1]["content"]
+        mems = dict(re.findall(r"\[(mem_\d+)\] (.*)", text))
+        task = next(t for q, t in tasks.items() if q in turn.context[-1]["content"] or q in turn.steps[0])
+        own = {m for m, c in mems.items() if c in task.information}
+        unrelated += len(mems) - len(own)
+        think = parse_step(turn.steps[-1]).think
+        named = re.findall(r"mem_\d+", think)
+        gold = task.answers[0]
+        if gold.startswith("The information provided is not enough"):
+            assert not named
+            continue
+        assert named and set(named) <= own                   # never an unrelated memory
+        holding = [m for m in named if gold.lower() in mems[m].lower()]
+        if any(gold.lower() in mems[m].lower() for m in own):
+            assert holding == named                          # the one that states the answer
+            positions.add(list(mems).index(named[0]))
+    assert len(positions) >= 3 and unrelated > 0        # not learnable by position; other tasks' memories too
 
 
 def test_question_turns_retrieve_share():
