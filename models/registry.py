@@ -129,13 +129,13 @@ _QWEN_05B = ModelSpec(
 )
 
 #: The trained AgeMem policy: the same base file, plus the LoRA adapter this project
-#: trained (warm start v5; see models/adapters/README.md for the command).
+#: trained (warm start v6; see models/adapters/README.md for the command).
 #: Not the default yet (see DEFAULT_POLICY).
 AGEMEM_05B = replace(
     _QWEN_05B,
     name="agemem-0.5b",
     adapter="agemem-0.5b.lora.gguf",
-    adapter_sha256="255fef7a184e54e733e7f4f836ffaa2e19daa3859527d319f4c0fa0fee847ced",
+    adapter_sha256="d9f7d27af836330d67da91b6a4389c581f9e6fdd5114168b79d2068c30f6352f",
     demonstrations=False,
     description="Qwen2.5-Coder-0.5B + the agemem-lite warm-start LoRA (8.8 MB). Experimental: "
                 "trained to choose the memory tools, above the prompted model in HotpotQA- and "
@@ -199,7 +199,7 @@ REGISTRY: dict[str, ModelSpec] = {
 #: The untrained, prompted default backbone (AgeMem-noRL in the eval tables).
 PROMPTED_POLICY = "qwen2.5-coder-0.5b"
 #: The policy `agemem chat` runs when none is chosen. Still the prompted model: the trained
-#: agemem-0.5b (warm start v5) scores above it on unseen decisions and in both episode
+#: agemem-0.5b (warm start v6) scores above it on unseen decisions and in both episode
 #: families, but in the default-model test it answered "What is the name of my dentist?"
 #: with another stored fact (docs/training.md, "Warm starts v4 and v5").
 DEFAULT_POLICY = PROMPTED_POLICY
