@@ -201,7 +201,7 @@ PROMPTED_POLICY = "qwen2.5-coder-0.5b"
 #: The policy `agemem chat` runs when none is chosen. Still the prompted model: the trained
 #: agemem-0.5b (warm start v6) scores above it on unseen decisions and in both episode
 #: families, but in the default-model test it answered "What is the name of my dentist?"
-#: with another stored fact (docs/training.md, "Warm starts v4 and v5").
+#: with another stored fact (docs/training.md, "Warm start v6").
 DEFAULT_POLICY = PROMPTED_POLICY
 TEST_POLICY = "smollm2-135m"
 DEFAULT_EMBEDDER = "minilm-l6-v2"

@@ -276,17 +276,13 @@ def stage2_prompts(n: int, seed: int, per_turn: int = 2) -> list[str]:
     return list(dict.fromkeys(out))[:n]
 
 
-#: How a LongMemEval-format abstention task's gold answer starts (the question asks about
-#: something the user never mentioned).
-_ABSTAIN = "The information provided is not enough"
-
-
-def _answers_it(own: list[tuple[str, str]], answer: str) -> str:
+def _answers_it(own: list[tuple[str, str]], answer: str, *, abstain: bool = False) -> str:
     """The think's reason for a stage-3 answer, naming what holds it among the task's ``own``
     memories: the latest one that states ``answer`` (a knowledge-update task's new value comes
     after the old one); all of them where none states it (a count of days, a list across
-    sessions, a comparison); none for an abstention."""
-    if answer.startswith(_ABSTAIN):
+    sessions, a comparison); none for an abstention (``abstain``: the question asks about
+    something the user never mentioned)."""
+    if abstain:
         return "No memory answers it, so say so."
     held = [m for m, c in own if answer.lower() in c.lower()]
     if held:
@@ -317,8 +313,9 @@ def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "lo
         start = r.randrange(1, 30)
         mems = [(f"mem_{start + j}", f) for j, f in enumerate(t.information)]
         answer = t.answers[0]
-        why = _answers_it(mems, answer)
-        pool = [f for o in tasks if o is not t for f in o.information if t.answers[0].lower() not in f.lower()]
+        why = _answers_it(mems, answer, abstain=t.metadata.get("type") == "abstention")
+        reply = render_step(f"Kind: question. {why}", answer=answer)
+        pool = [f for o in tasks if o is not t for f in o.information if answer.lower() not in f.lower()]
         extra = r.sample(pool, min(r.randint(0, max_unrelated), len(pool)))
         mems += [(f"mem_{start + len(mems) + j}", f) for j, f in enumerate(extra)]
         mems = r.sample(mems, len(mems))
@@ -326,13 +323,11 @@ def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "lo
         if r.random() < 1 - retrieve_share:
             item = D.DecisionItem(id=f"q-{t.id}", split="train", label="answer", user=user,
                                   shown=mems, kind="question", basis="memory", gold=answer)
-            out.append(Turn(item.id, "answer", D.messages(item, guided=False),
-                            [render_step(f"Kind: question. {why}", answer=answer)], []))
+            out.append(Turn(item.id, "answer", D.messages(item, guided=False), [reply], []))
             continue
         item = D.DecisionItem(id=f"q-{t.id}", split="train", label="retrieve", user=user, kind="question",
                               gold=t.question.split("] ", 1)[-1])
         hits = "\n" + prompts.render_memory_lines(mems)
-        reply = render_step(f"Kind: question. {why}", answer=answer)
         ctx = D.messages(item, guided=False, show_related=False)   # stage 3 shows no retrieval
         out.append(Turn(item.id + "+ret", "retrieve", ctx,
                         [D.oracle_completion(item), reply],
