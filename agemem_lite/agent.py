@@ -75,7 +75,7 @@ class Agent:
         self.env = ToolEnv(store=store, embed=embedder.embed_one, namespace=settings.namespace,
                            context=self.context, summarise=self._write_summary,
                            filter_threshold=settings.filter_threshold, default_top_k=settings.top_k,
-                           approve=approve, allowed=None if tools is None else frozenset(self.tools))
+                           min_similarity=settings.retrieve_min_similarity, approve=approve, allowed=None if tools is None else frozenset(self.tools))
         self.turns: list[Turn] = []
 
     def warm(self, cache_dir=None) -> dict:

@@ -60,6 +60,9 @@ class Settings:
                               "with it (SPEC §4 stage 1 behaviour); 0 turns it off.", "§4")
     auto_retrieve_min_similarity: float = _f(0.2, "Automatic retrieval shows a memory only if its cosine "
                                              "similarity to the user turn is at least this (keyword-only hits pass).", "§4")
+    retrieve_min_similarity: float = _f(0.2, "Retrieve_memory returns a memory only if its cosine similarity "
+                                        "to the query is at least this, so top_k is not filled with unrelated "
+                                        "memories; -1 turns the floor off.", "§2")
     guided: bool = _f(True, "Aids for prompted (untrained) policies: demonstration turns after the system "
                       "prompt and a grammar-forced 'Kind: …' label at the start of each think.", "§3")
     filter_threshold: float = _f(0.6, "θ: Filter_context drops messages with cosine ≥ θ to the criteria.", "§2")
@@ -84,6 +87,9 @@ class Settings:
             raise ConfigError(f"max_steps_per_turn={self.max_steps_per_turn}: need at least 1 step per turn")
         if self.top_k < 1:
             raise ConfigError(f"top_k={self.top_k}: Retrieve_memory needs top_k ≥ 1")
+        if not -1.0 <= self.retrieve_min_similarity <= 1.0:
+            raise ConfigError(f"retrieve_min_similarity={self.retrieve_min_similarity}: a cosine floor in "
+                              "[-1, 1] (-1 turns it off)")
         if self.approval not in ("auto", "ask"):
             raise ConfigError(f"approval={self.approval!r}: use 'auto' or 'ask'")
         if self.temperature < 0:

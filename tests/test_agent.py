@@ -197,6 +197,17 @@ def test_retrieve_memory_results_enter_the_context(make_agent, store, embedder):
     assert mid in agent.env.seen_ids
 
 
+def test_retrieve_memory_applies_the_settings_relevance_floor(make_agent, store, embedder):
+    text = "The user's cat Tom is four years old."
+    store.add(NS, text, embedder.embed_one(text))
+    agent, policy = make_agent([call_step("Retrieve_memory", query="my dentist's name"), answer_step("?")],
+                               auto_retrieve_k=0)
+    assert agent.env.min_similarity == agent.settings.retrieve_min_similarity == 0.2
+    agent.turn("What is my dentist called?")
+    assert policy.calls[1][0][-1] == {"role": "tool", "content": "Retrieve_memory: no memories found"}
+    assert agent.env.seen_ids == set()
+
+
 def test_show_related_off_sends_the_bare_message_and_retrieves_nothing(make_agent, store, embedder):
     text = "The user's sister Anna was born on March 3rd."
     store.add(NS, text, embedder.embed_one(text))

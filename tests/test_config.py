@@ -18,6 +18,12 @@ def test_budget_larger_than_window_is_rejected_with_the_fix(tmp_path):
         Settings(data_dir=tmp_path, context_budget=10000, n_ctx=8192)
 
 
+@pytest.mark.parametrize("floor", [-1.5, 1.2])
+def test_retrieval_floor_outside_the_cosine_range_is_rejected(tmp_path, floor):
+    with pytest.raises(ConfigError, match="retrieve_min_similarity"):
+        Settings(data_dir=tmp_path, retrieve_min_similarity=floor)
+
+
 def test_toml_then_overrides(tmp_path):
     (tmp_path / "config.toml").write_text('context_budget = 2048\npolicy = "smollm2-135m"\n')
     s = Settings.load(tmp_path, policy="qwen2.5-coder-0.5b")

@@ -255,6 +255,28 @@ def test_retrieve_memory_lists_hits_with_ids_and_marks_them_seen(store, embedder
     assert store.export(NS) == before  # retrieval writes nothing
 
 
+def test_retrieve_memory_leaves_out_hits_under_the_relevance_floor(store, embedder):
+    """The dentist case of docs/training.md: top_k=3 over three stored facts used to hand the
+    policy the sister's birthday (cosine ~0.01) beside the dentist, and it answered with it."""
+    writer = make_env(store, embedder)
+    add(writer, "The user's sister Lena's birthday is on March 14.")
+    dentist = add(writer, "The user's dentist is Dr. Okafor, whose office is in Leeds.")
+    add(writer, "The user's cat Tom is four years old.")
+    reader = make_env(store, embedder, min_similarity=0.2)
+    r = call(reader, "Retrieve_memory", query="What is the name of my dentist?")
+    assert r.ok and [h["memory"]["id"] for h in r.data["hits"]] == [dentist]
+    assert r.text == f"\n[{dentist}] The user's dentist is Dr. Okafor, whose office is in Leeds."
+    assert reader.seen_ids == {dentist}  # a dropped hit's id cannot be updated or deleted
+    assert r.data["below_floor"] == 2
+    # nothing stored is about food: the floor leaves nothing rather than three wrong lines
+    r = call(reader, "Retrieve_memory", query="What is my favourite food?")
+    assert r.ok and r.text == "no memories found" and r.data["hits"] == []
+    # -1 turns the floor off: top_k fills with whatever is stored
+    r = call(make_env(store, embedder, min_similarity=-1.0), "Retrieve_memory",
+             query="What is the name of my dentist?")
+    assert len(r.data["hits"]) == 3 and r.data["below_floor"] == 0
+
+
 def test_retrieve_memory_defaults_to_top_3(env):
     for i in range(5):
         add(env, f"Fact number {i} about the garden.")

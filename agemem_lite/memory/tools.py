@@ -45,6 +45,10 @@ class ToolEnv:
     summarise: Callable[[str], str]
     filter_threshold: float = 0.6
     default_top_k: int = 3
+    #: Retrieve_memory drops hits whose cosine to the query is below this (-1: keep all).
+    #: Without it, top_k fills with whatever is stored, and a small policy copies the
+    #: unrelated line it was handed (docs/training.md, "Relevance floor").
+    min_similarity: float = -1.0
     actor: str = "agent"
     #: memory ids the model has seen in this context (SPEC §2: ids come from a retrieval)
     seen_ids: set[str] = field(default_factory=set)
@@ -222,19 +226,25 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
         raise ToolCallError('"top_k" must be an integer from 1 to 20')
     flt = _obj_arg(args, "metadata_filter")
     vec = env.embed(query)
+    # Search deeper than top_k so a hit under the floor does not cost a relevant one
+    # its place (a keyword match on a common word can outrank it in the fusion).
+    depth = top_k if env.min_similarity <= -1.0 else 2 * top_k
     try:
-        hits = env.store.search(env.namespace, query, vec, top_k=top_k, metadata_filter=flt)
+        found = env.store.search(env.namespace, query, vec, top_k=depth, metadata_filter=flt)
     except ValueError as e:
         if flt is None:
             raise
         raise ToolCallError(f"bad metadata_filter: {e}") from None
+    hits = [h for h in found if h.similarity is None or h.similarity >= env.min_similarity][:top_k]
     for h in hits:
         env.seen_ids.add(h.memory.id)
     text = "no memories found" if not hits else \
         "\n" + prompts.render_memory_lines((h.memory.id, h.memory.content) for h in hits)
     return ToolResult("Retrieve_memory", True, text,
                       {"query": query, "hits": [{"memory": h.memory.to_dict(), "score": h.score,
-                                                 "similarity": h.similarity} for h in hits]})
+                                                 "similarity": h.similarity} for h in hits],
+                       "below_floor": sum(1 for h in found
+                                          if h.similarity is not None and h.similarity < env.min_similarity)})
 
 
 def summary_context(env: ToolEnv, args: dict) -> ToolResult:
