@@ -124,23 +124,21 @@ _QWEN_05B = ModelSpec(
     chat_format="gguf",  # its own template knows Qwen's tool-call format
     n_ctx=32768,
     size_bytes=491_400_064,
-    description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, prompted (untrained). Default policy: ~35 tok/s on 2 CPU cores.",
+    description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, prompted (untrained; AgeMem-noRL). ~35 tok/s on 2 CPU cores.",
     license="Apache-2.0",
 )
 
 #: The trained AgeMem policy: the same base file, plus the LoRA adapter this project
-#: trained (warm start v6; see models/adapters/README.md for the command).
-#: Not the default yet (see DEFAULT_POLICY).
+#: trained (warm start v6; see models/adapters/README.md for the command). The default.
 AGEMEM_05B = replace(
     _QWEN_05B,
     name="agemem-0.5b",
     adapter="agemem-0.5b.lora.gguf",
     adapter_sha256="d9f7d27af836330d67da91b6a4389c581f9e6fdd5114168b79d2068c30f6352f",
     demonstrations=False,
-    description="Qwen2.5-Coder-0.5B + the agemem-lite warm-start LoRA (8.8 MB). Experimental: "
-                "trained to choose the memory tools, above the prompted model in HotpotQA- and "
-                "LongMemEval-format episodes, but it can answer from the wrong shown memory "
-                "(docs/training.md).",
+    description="Qwen2.5-Coder-0.5B + the agemem-lite warm-start LoRA (8.8 MB). Default policy: "
+                "trained to choose the memory tools; above the prompted model on unseen decisions "
+                "and in HotpotQA- and LongMemEval-format episodes (docs/training.md).",
 )
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -198,10 +196,10 @@ REGISTRY: dict[str, ModelSpec] = {
 
 #: The untrained, prompted default backbone (AgeMem-noRL in the eval tables).
 PROMPTED_POLICY = "qwen2.5-coder-0.5b"
-#: The policy `agemem chat` runs when none is chosen. Still the prompted model: the trained
-#: agemem-0.5b (warm start v6) scores above it on unseen decisions and in both episode
-#: families, but in the default-model test it answered "What is the name of my dentist?"
-#: with another stored fact (docs/training.md, "Warm start v6").
-DEFAULT_POLICY = PROMPTED_POLICY
+#: The policy `agemem chat` runs when none is chosen: the trained agemem-0.5b (warm start
+#: v6). It became the default once Retrieve_memory stopped listing unrelated memories
+#: (the relevance floor), which is what made it answer from the wrong one
+#: (docs/training.md, "Relevance floor: v6 becomes the default").
+DEFAULT_POLICY = AGEMEM_05B.name
 TEST_POLICY = "smollm2-135m"
 DEFAULT_EMBEDDER = "minilm-l6-v2"

@@ -1,4 +1,5 @@
-"""The real default policy (Qwen2.5-Coder-0.5B Q4_K_M) remembers across processes.
+"""The real default policy (agemem-0.5b: Qwen2.5-Coder-0.5B Q4_K_M + the shipped LoRA
+adapter) remembers across processes.
 
 No scripted tool calls: the model itself decides to store the fact, and a fresh
 process answers from LTM (via the environment's automatic retrieval or its own

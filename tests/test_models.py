@@ -325,8 +325,7 @@ def test_shipped_adapter_is_small_pinned_and_the_default():
 
     spec = REGISTRY["agemem-0.5b"]
     path = ADAPTERS_DIR / spec.adapter
-    # not the default yet: it answers open questions with a copy of its think (docs/training.md)
-    assert DEFAULT_POLICY == PROMPTED_POLICY and Settings().policy == DEFAULT_POLICY
+    assert DEFAULT_POLICY == "agemem-0.5b" and Settings().policy == DEFAULT_POLICY
     assert path.stat().st_size <= 10 * 2**20
     assert spec.adapter_sha256 and mf.sha256_file(path) == spec.adapter_sha256
     assert mf.check_gguf(path).metadata.get("general.type") == "adapter"
