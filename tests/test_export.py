@@ -24,7 +24,8 @@ from agemem_lite import model_files  # noqa: E402
 from agemem_lite.config import Settings  # noqa: E402
 from agemem_lite.errors import ConfigError, ModelFileError  # noqa: E402
 from train.base import load_model, materialise  # noqa: E402
-from train.export import export_adapter, export_merged, quantize, register, to_llamacpp_rows  # noqa: E402
+from train.export import (export_adapter, export_merged, from_llamacpp_rows, import_adapter, quantize,  # noqa: E402
+                          register, to_llamacpp_rows)
 
 PROMPT = b"The quick brown fox jumps over the lazy dog, and then the assistant writes down what it remembers."
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -237,6 +238,51 @@ def test_adapter_refuses_what_gguf_cannot_hold(smol_folder, smol_gguf, tmp_path)
     assert not list(tmp_path.iterdir())
 
 
+def lora_tensors(pm) -> dict:
+    return {k: v.detach().clone() for k, v in pm.named_parameters() if "lora_" in k}
+
+
+def test_import_adapter_inverts_export(smol_folder, smol_gguf, tmp_path):
+    """SmolLM2 is a ``llama`` GGUF, so q/k LoRA rows go through the rope permutation and back."""
+    hf = np.arange(3 * 8 * 5, dtype=np.float32).reshape(24, 5)
+    assert np.array_equal(from_llamacpp_rows(to_llamacpp_rows(hf, 3), 3), hf)
+    src = random_lora(load_model(smol_folder), seed=2)
+    want = lora_tensors(src)
+    f32 = export_adapter(src, smol_gguf, tmp_path / "a32.gguf", check=False)
+    f16 = export_adapter(src, smol_gguf, tmp_path / "a16.gguf", dtype="f16", check=False)
+
+    fresh = random_lora(load_model(smol_folder), seed=3)   # other A and B: the import must overwrite both
+    assert any(not torch.equal(want[k], v) for k, v in lora_tensors(fresh).items())
+    assert import_adapter(fresh, f32, smol_gguf) == 30 * 7
+    got = lora_tensors(fresh)
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+
+    import_adapter(fresh, f16, smol_gguf)
+    got = lora_tensors(fresh)
+    assert max(float((got[k] - want[k]).abs().max()) for k in want) < 1e-3
+    tokens = list(range(1, 20))
+    assert np.abs(torch_logits(fresh, tokens) - torch_logits(src, tokens)).max() < 0.05
+
+
+def test_import_adapter_refuses_an_adapter_that_does_not_fit(smol_folder, smol_gguf, tmp_path):
+    adapter = export_adapter(random_lora(load_model(smol_folder)), smol_gguf, tmp_path / "a.gguf", check=False)
+    pm = random_lora(load_model(smol_folder))
+    with pytest.raises(ModelFileError, match="not a GGUF LoRA adapter"):
+        import_adapter(pm, smol_gguf, smol_gguf)
+    with pytest.raises(ModelFileError, match="not found"):
+        import_adapter(pm, tmp_path / "missing.gguf", smol_gguf)
+    cases = [(peft.LoraConfig(r=4, lora_alpha=16, target_modules=TARGETS), "another rank"),
+             (peft.LoraConfig(r=8, lora_alpha=32, target_modules=TARGETS), "lora_alpha=16"),
+             (peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]), "does not wrap"),
+             (peft.LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS + ["lm_head"]), "lm_head")]
+    for cfg, message in cases:
+        pm = peft.get_peft_model(load_model(smol_folder), cfg)
+        before = lora_tensors(pm)
+        with pytest.raises(ConfigError, match=message):
+            import_adapter(pm, adapter, smol_gguf)
+        assert all(torch.equal(before[k], v) for k, v in lora_tensors(pm).items())  # nothing half-written
+
+
 def test_merged_refuses_a_model_missing_base_tensors(smol_folder, smol_gguf, tmp_path):
     model = load_model(smol_folder)
     model.model.layers = model.model.layers[:-1]  # a 29-block model against the 30-block base
@@ -312,3 +358,27 @@ def test_adapter_qwen2_matches_torch(qwen, tmp_path):
     assert_same_top5(ours, ref)
     assert diff("vs-base", ours, base) > 1.0
     assert {t.tensor_type.name for t in gguf_reader(adapter).tensors} == {"F16"}
+
+
+@pytest.mark.default_model
+@pytest.mark.slow
+def test_shipped_adapter_imports_into_torch_with_llama_cpp_logits(qwen, tmp_path):
+    """The shipped policy's GGUF LoRA, read back into PEFT (what ``init_adapter=...gguf`` does),
+    computes in torch what llama.cpp computes with the file, and exports back to the same bytes:
+    GRPO can start from it."""
+    from models.registry import ADAPTERS_DIR, REGISTRY
+
+    gguf_path, model, f16, (_, base) = qwen
+    shipped = ADAPTERS_DIR / REGISTRY["agemem-0.5b"].adapter
+    pm = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS))
+    try:
+        assert import_adapter(pm, shipped, gguf_path) == 24 * 7
+        again = export_adapter(pm, gguf_path, tmp_path / "again.gguf", dtype="f16", check=False)
+        tokens, ours = llama_logits(f16, shipped)
+        ref = torch_logits(pm, tokens)
+    finally:
+        pm.unload()
+    assert again.read_bytes() == shipped.read_bytes()
+    assert diff("shipped", ours, ref) < F16_TOL
+    assert_same_top5(ours, ref)
+    assert diff("vs-base", ours, base) > 0.5

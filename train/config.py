@@ -57,8 +57,9 @@ class TrainConfig:
                           "one before: tables with items (decision-set train items, required), seed, epochs, "
                           "lr, classes (the class cycle; repeat a class to weight it), long_share, "
                           "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes (defaults: WARM_START_DEFAULTS). Empty = no warm start.")
-    init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) instead "
-                           "of fresh adapters; its rank must be lora_r.")
+    init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) or GGUF LoRA "
+                           "adapter (e.g. models/adapters/agemem-0.5b.lora.gguf, the shipped policy) instead "
+                           "of fresh adapters; its rank must be lora_r and its alpha lora_alpha.")
     # -- GRPO (SPEC §6) -------------------------------------------------------------------------
     steps: int = _f(100, "GRPO steps (paper: ~100); 0 = the warm start only.")
     tasks_per_step: int = _f(1, "Tasks (groups) per GRPO step.")
@@ -93,7 +94,9 @@ class TrainConfig:
     seed: int = _f(0, "Seed of task order, sampling, subsampling and LoRA init.")
     device: str = _f("auto", "'auto' (CUDA if present), 'cpu' or 'cuda'.")
     unsloth: str = _f("auto", "'auto' (Unsloth 4-bit when on CUDA and installed), 'on', 'off'.")
-    bf16: bool = _f(True, "bf16 autocast for the torch passes (CPU and GPU); weights stay fp32 on CPU.")
+    bf16: bool = _f(True, "bf16 autocast for the torch passes (GPU, and CPUs with a native bf16 path: "
+                    "avx512_bf16 or amx_bf16; elsewhere torch's bf16 fallback is ~25x slower than fp32, so "
+                    "they run fp32); weights stay fp32 on CPU.")
     gradient_checkpointing: bool = _f(False, "Trade compute for memory in the training pass.")
     save_every: int = _f(10, "Checkpoint every N steps (and at the end).")
     eval_every: int = _f(10, "Held-out evaluation every N steps (and before step 1 and at the end); 0 = never.")

@@ -5,7 +5,8 @@ chatting never imports torch, so whatever training produced must leave as GGUF:
 
 - ``export_adapter``: the LoRA alone, as a llama.cpp GGUF LoRA adapter. Small
   (MBs) and applied at load over the *unchanged* base GGUF, which is what
-  rollouts use between optimiser steps.
+  rollouts use between optimiser steps. ``import_adapter`` reads one back into
+  a PEFT model, so training can continue from a shipped adapter.
 - ``export_merged``: a full policy file (base + LoRA merged) that copies the
   base GGUF's metadata (tokenizer, chat template, hparams) and tensor layout,
   in f16 / q8_0 / f32.
@@ -74,7 +75,7 @@ def _reader(path: Path):
     import gguf
 
     if not Path(path).is_file():
-        raise ModelFileError(f"base GGUF not found: {path}")
+        raise ModelFileError(f"GGUF file not found: {path}")
     try:
         return gguf.GGUFReader(str(path))
     except (OSError, ValueError) as e:
@@ -272,6 +273,68 @@ def export_adapter(peft_model, base_gguf: str | Path, out_path: str | Path, *,
     return out
 
 
+def from_llamacpp_rows(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of ``to_llamacpp_rows``: llama.cpp's rope row order back to HF's."""
+    half = w.shape[0] // n_head // 2
+    return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def import_adapter(peft_model, adapter_path: str | Path, base_gguf: str | Path, *,
+                   adapter: str | None = None) -> int:
+    """Load a llama.cpp GGUF LoRA adapter into ``peft_model``'s LoRA weights (the
+    inverse of ``export_adapter``), so training can continue from a shipped adapter
+    such as ``models/adapters/agemem-0.5b.lora.gguf`` without its PEFT folder.
+
+    The model's LoRA must have the file's rank and alpha and wrap exactly the
+    layers the file holds; anything else is a ``ConfigError`` naming the mismatch.
+    Returns the number of layers loaded."""
+    import torch
+
+    path = Path(adapter_path)
+    reader = _reader(path)
+    meta = _metadata(reader)
+    if meta.get(KEY_TYPE) not in (b"adapter", "adapter") or meta.get(KEY_ADAPTER_TYPE) not in (b"lora", "lora"):
+        raise ModelFileError(f"{path}: not a GGUF LoRA adapter ({KEY_TYPE}={meta.get(KEY_TYPE)!r})")
+    adapter = adapter or peft_model.active_adapter
+    cfg = _lora_config(peft_model, adapter)
+    alpha = float(meta.get(KEY_LORA_ALPHA, 0.0))
+    if abs(alpha - float(cfg.lora_alpha)) > 1e-6:
+        raise ConfigError(f"{path.name} has LoRA alpha {alpha:g}; this model's LoRA has "
+                          f"lora_alpha={cfg.lora_alpha} (set lora_alpha={alpha:g})")
+    base_meta = _metadata(_reader(Path(base_gguf)))
+    arch = _architecture(base_meta)
+    if _architecture(meta) != arch:
+        raise ConfigError(f"{path.name} is a {_architecture(meta)} adapter; the base is {arch}")
+    tmap = _name_map(arch, base_meta)
+    stored = {t.name: t for t in reader.tensors}
+    used, pairs = set(), []   # everything is checked before any weight is written
+    for hf, module in _lora_layers(peft_model, adapter):
+        name = _gguf_name(tmap, hf + ".weight")
+        if name + ".lora_a" not in stored or name + ".lora_b" not in stored:
+            raise ConfigError(f"{path.name} has no LoRA for {hf}: train with the LoRA targets it was made with")
+        a = np.array(stored[name + ".lora_a"].data, dtype=np.float32)  # (r, in); a copy: the file is mapped read-only
+        b = np.array(stored[name + ".lora_b"].data, dtype=np.float32)  # (out, r)
+        la, lb = module.lora_A[adapter].weight, module.lora_B[adapter].weight
+        if a.shape != tuple(la.shape) or b.shape != tuple(lb.shape):
+            raise ConfigError(f"{hf}: {path.name} holds A {a.shape}, B {b.shape}; this model's LoRA has "
+                              f"A {tuple(la.shape)}, B {tuple(lb.shape)} (another rank or base)")
+        # llama.cpp scales every pair by alpha / r; export folded any other PEFT scale into B
+        ratio = module.scaling[adapter] / (alpha / a.shape[0])
+        heads = _rope_heads(arch, base_meta, name)
+        if heads:
+            b = from_llamacpp_rows(b, heads)
+        pairs += [(la, a), (lb, np.ascontiguousarray(b / ratio))]
+        used |= {name + ".lora_a", name + ".lora_b"}
+    left = sorted(set(stored) - used)
+    if left:
+        raise ConfigError(f"{path.name} holds LoRA tensors this model's LoRA does not wrap ({left[:2]}...): "
+                          "train with the LoRA targets it was made with")
+    with torch.no_grad():
+        for param, value in pairs:
+            param.copy_(torch.from_numpy(value))
+    return len(pairs) // 2
+
+
 # -- the merged policy ---------------------------------------------------------------
 
 def hf_state_dict(model) -> dict:
@@ -442,5 +505,5 @@ def register(settings, gguf_path: str | Path, name: str):
         raise ConfigError(str(e)) from None
 
 
-__all__ = ["export_adapter", "export_merged", "quantize", "register", "hf_state_dict", "to_llamacpp_rows",
-           "OUTTYPES", "QUANT_FTYPES"]
+__all__ = ["export_adapter", "import_adapter", "export_merged", "quantize", "register", "hf_state_dict",
+           "to_llamacpp_rows", "from_llamacpp_rows", "OUTTYPES", "QUANT_FTYPES"]

@@ -115,7 +115,7 @@ class GRPOTrainer:
         from agemem_lite.eval.harness import build_tasks
 
         from .base import materialise, resolve_base, source_gguf
-        from .lora import adapter_state, load_trainable, pick_device, set_threads, trainable_parameters
+        from .lora import adapter_state, bf16_autocast, load_trainable, pick_device, set_threads, trainable_parameters
 
         cfg = self.cfg
         set_threads(cfg.threads)
@@ -126,7 +126,10 @@ class GRPOTrainer:
             raise ConfigError(f"{base}: rollouts run under llama.cpp and need the GGUF this folder was made "
                               "from; pass the GGUF (or a registry name) as base")
         self.device = pick_device(cfg)
-        self.log(f"base {self.base_gguf.name} -> {folder.name}; device {self.device}")
+        self.bf16 = bf16_autocast(cfg.bf16, self.device)
+        self.log(f"base {self.base_gguf.name} -> {folder.name}; device {self.device}; "
+                 f"{'bf16 autocast' if self.bf16 else 'fp32'}"
+                 + (" (this CPU has no native bf16: avx512_bf16 / amx_bf16)" if cfg.bf16 and not self.bf16 else ""))
         init = Path(cfg.init_adapter) if cfg.init_adapter else None
         if cfg.warm_start:
             init = self._warm_start(folder)   # before the GRPO model exists: one model in memory at a time
@@ -170,7 +173,7 @@ class GRPOTrainer:
                                   epochs=rnd["epochs"], lr=rnd["lr"], lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                   targets=list(cfg.lora_targets), long_share=rnd["long_share"],
                                   long_budget=rnd["long_budget"], max_tokens=rnd["max_tokens"],
-                                  classes=rnd["classes"], init_adapter=prev, threads=cfg.threads, bf16=cfg.bf16,
+                                  classes=rnd["classes"], init_adapter=prev, threads=cfg.threads, bf16=self.bf16,
                                   replay=rnd["replay"], stage2=rnd["stage2"], questions=rnd["questions"], question_seed=cfg.train_seed,
                                   question_retrieve=rnd["question_retrieve"], episodes=rnd["episodes"],
                                   log=self.log, progress=self.progress)
@@ -179,10 +182,17 @@ class GRPOTrainer:
         return prev
 
     def _load_init_adapter(self, folder: Path) -> None:
+        """A PEFT adapter folder, or a GGUF LoRA adapter (the shipped ``agemem-0.5b.lora.gguf``)."""
         from safetensors.torch import load_file
 
         from .lora import load_adapter_state
 
+        if Path(folder).suffix == ".gguf":
+            from .export import import_adapter
+
+            n = import_adapter(self.model, folder, self.base_gguf)
+            self.log(f"adapters initialised from {folder} ({n} layers)")
+            return
         f = Path(folder) / "adapter_model.safetensors"
         if not f.is_file():
             raise ConfigError(f"init_adapter {folder}: no adapter_model.safetensors (a PEFT adapter folder)")
@@ -306,10 +316,10 @@ class GRPOTrainer:
         with torch.no_grad():
             if cfg.beta > 0:
                 with self._reference_weights():
-                    ref = [completion_logprobs(model, s.prompt_ids, s.completion_ids, device=dev, bf16=cfg.bf16)
+                    ref = [completion_logprobs(model, s.prompt_ids, s.completion_ids, device=dev, bf16=self.bf16)
                            for s in samples]
             if n_opt_steps > 1:   # μ > 1 or minibatches: the sampling policy's log-probs, before any update
-                old = [completion_logprobs(model, s.prompt_ids, s.completion_ids, device=dev, bf16=cfg.bf16)
+                old = [completion_logprobs(model, s.prompt_ids, s.completion_ids, device=dev, bf16=self.bf16)
                        for s in samples]
         stats, norms = [], []
         model.train()
@@ -318,7 +328,7 @@ class GRPOTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 for i in batch:
                     s = samples[i]
-                    logp = completion_logprobs(model, s.prompt_ids, s.completion_ids, device=dev, bf16=cfg.bf16)
+                    logp = completion_logprobs(model, s.prompt_ids, s.completion_ids, device=dev, bf16=self.bf16)
                     loss, st = sample_loss(logp, old[i] if old[i] is not None else logp.detach(), ref[i],
                                            masks[i], s.advantage, clip_eps=cfg.clip_eps, beta=cfg.beta)
                     (loss / len(batch)).backward()
