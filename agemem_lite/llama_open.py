@@ -23,13 +23,19 @@ from pathlib import Path
 _LOCK = threading.Lock()
 
 
-def cpu_has_amx(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """True where the CPU flags list ``amx_tile`` (Linux; elsewhere False)."""
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (Linux; elsewhere empty)."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
-        return False
-    return any(line.startswith("flags") and "amx_tile" in line.split() for line in text.splitlines())
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def cpu_has_amx(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """True where the CPU flags list ``amx_tile``."""
+    return "amx_tile" in cpu_flags(cpuinfo)
 
 
 def repack_weights() -> bool:

@@ -76,3 +76,23 @@ def test_a_prompt_of_many_tokens_decodes_under_the_default_rule(settings, monkey
         assert out["text"] and out["finish_reason"] in ("length", "stop")
     finally:
         llm.close()
+
+
+def test_cpu_flags_are_the_first_flags_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\n{FLAGS} avx512_bf16\n\nprocessor\t: 1\n{FLAGS}\n")
+    assert llama_open.cpu_flags(info) == {"fpu", "vme", "sse", "sse2", "avx", "avx2", "avx512f", "avx512_bf16"}
+    assert llama_open.cpu_flags(tmp_path / "missing") == frozenset()
+
+
+@pytest.mark.parametrize("flags, device, wanted, expected", [
+    ({"avx2"}, "cpu", True, False),            # torch's bf16 fallback: ~25x slower than fp32 here
+    ({"avx2", "avx512_bf16"}, "cpu", True, True),
+    ({"amx_bf16", "amx_tile"}, "cpu", True, True),
+    ({"avx2"}, "cuda", True, True),
+    ({"amx_bf16"}, "cpu", False, False),
+])
+def test_bf16_autocast_only_where_the_device_has_a_native_path(monkeypatch, flags, device, wanted, expected):
+    lora = pytest.importorskip("train.lora")
+    monkeypatch.setattr(llama_open, "cpu_flags", lambda: frozenset(flags))
+    assert lora.bf16_autocast(wanted, device) is expected
