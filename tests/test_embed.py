@@ -95,7 +95,9 @@ def test_vectors_are_unit_float32_rows(embedder):
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert embedder.embed([]).shape == (0, 384)
     one = embedder.embed_one("one")
-    assert one.shape == (384,) and np.allclose(one, vecs[0], atol=1e-5)
+    # Alone vs in a batch with "": llama.cpp sums in another order. On an AMD EPYC the
+    # components differed by up to 1.2e-4 (cosine 0.9999998); without "" by 7e-9.
+    assert one.shape == (384,) and float(one @ vecs[0]) > 0.9999
 
 
 def test_batching_does_not_change_results(embedder):
