@@ -248,7 +248,8 @@ def test_config_rules_for_the_warm_start():
 
 @pytest.mark.slow
 def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings, tmp_path):
-    """The default recipe, shrunk, on SmolLM2: two warm-start rounds (7 and 5 items), then one
+    """The default recipe, shrunk, on SmolLM2: two warm-start rounds (7 and 5 items, the second
+    packed on the shared system prompt), then one
     GRPO step from the warm-started adapter with the recipe's serving (guided think, no
     demonstrations) on episodes cut to one short turn."""
     from safetensors.torch import load_file
@@ -259,7 +260,8 @@ def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings,
 
     cfg = TrainConfig.load("default", {"base": "smollm2-135m", "steps": 1, "eval_every": 0, "threads": 2,
                                        "warm_start": [{"items": 7, "long_share": 0.0},
-                                                      {"items": 5, "long_share": 0.0, "classes": ["update"]}],
+                                                      {"items": 5, "long_share": 0.0, "classes": ["update"],
+                                                       "pack": 4}],
                                        "benches": ["hotpot"], "n_train_tasks": 2, "k": 2, "min_group_std": 0.0,
                                        "max_samples_per_step": 4, "max_new_tokens": 48, "think_tokens": 16,
                                        "n_ctx": 2048, "episode.n_max": 1, "episode.n_distractors": 1,
@@ -275,6 +277,9 @@ def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings,
     assert sft["turns"] >= 5 and sft["loss_tokens"] > 0 and sft["train_loss"] > 0
     sft2 = json.loads((out / "warm_start" / "round-2" / "sft.json").read_text())
     assert sft2["init_adapter"].endswith("round-1/adapter") and sft2["by_class"]["update"] == 5
+    # round 2 packs its turns on their shared system prompt: fewer sequences, fewer tokens to run
+    assert sft2["pack"] == 4 and sft2["sequences"] < sft2["turns"] and sft2["tokens_run"] < sft2["tokens"]
+    assert sft["pack"] == 1 and sft["sequences"] == sft["turns"] and sft["tokens_run"] == sft["tokens"]
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [r["round"] for r in log if r["type"] == "warm_start"] == [1, 2]
     steps = [r for r in log if r["type"] == "step"]

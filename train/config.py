@@ -26,9 +26,10 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: replay / stage2 / questions: self-distilled answers to open requests / to stage-2 distractor turns,
 #: and stage-3 episode turns (question_retrieve of them after a search), and episodes: stage-1 turns
 #: of that many training episodes with the oracle's writes, added to the oracle turns (train.warm_start).
+#: pack: up to that many turns that share the system prompt run as one sequence (train.packing).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
-                       "questions": 0, "question_retrieve": 0.5, "episodes": 0}
+                       "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1}
 
 
 def _f(default, help: str):
@@ -164,8 +165,9 @@ class TrainConfig:
             r = {**WARM_START_DEFAULTS, **rnd}
             r["seed"] = self.seed + i if r["seed"] is None else r["seed"]
             r["classes"] = list(r["classes"] or CLASSES)
-            for k in ("items", "seed", "long_budget", "max_tokens", "replay", "stage2", "questions", "episodes"):
-                low = 1 if k in ("items", "long_budget", "max_tokens") else 0
+            for k in ("items", "seed", "long_budget", "max_tokens", "replay", "stage2", "questions", "episodes",
+                      "pack"):
+                low = 1 if k in ("items", "long_budget", "max_tokens", "pack") else 0
                 if isinstance(r[k], bool) or not isinstance(r[k], int) or r[k] < low:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: an integer ≥ {low}")
             for k in ("epochs", "lr"):
@@ -199,19 +201,24 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] | dict | None = None) -> "TrainConfig":
-        """A recipe file (TOML) then ``key=value`` overrides (values parsed as TOML, else strings)."""
+        """A recipe file (TOML) then ``key=value`` overrides (values parsed as TOML, else strings).
+        A dotted key reaches into a table (``episode.n_max=2``) or into every table of an array
+        (``warm_start.pack=4`` sets it in each warm-start round)."""
         values: dict = {}
         if path is not None:
             values = read_toml(_recipe_path(path))
         items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides or []]
         for key, value in items:
-            target = values
             *parents, leaf = key.split(".")
+            targets = [values]
             for p in parents:
-                target = target.setdefault(p, {})
-                if not isinstance(target, dict):
+                children = [t.setdefault(p, {}) for t in targets]
+                # an array of tables ([[warm_start]]): the key is set in every one of them
+                targets = [c for ch in children for c in (ch if isinstance(ch, list) else [ch])]
+                if not targets or not all(isinstance(t, dict) for t in targets):
                     raise ConfigError(f"--set {key}: {p} is not a table")
-            target[leaf] = value
+            for t in targets:
+                t[leaf] = value
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:

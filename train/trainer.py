@@ -176,7 +176,7 @@ class GRPOTrainer:
                                   classes=rnd["classes"], init_adapter=prev, threads=cfg.threads, bf16=self.bf16,
                                   replay=rnd["replay"], stage2=rnd["stage2"], questions=rnd["questions"], question_seed=cfg.train_seed,
                                   question_retrieve=rnd["question_retrieve"], episodes=rnd["episodes"],
-                                  log=self.log, progress=self.progress)
+                                  pack=rnd["pack"], log=self.log, progress=self.progress)
                 self._append_log({"type": "warm_start", "round": i, **summary})
             prev = d / "adapter"
         return prev

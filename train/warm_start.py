@@ -439,7 +439,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             max_tokens: int = 4096, threads: int = 0, bf16: bool = True, log=print,
             progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None,
             replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000,
-            question_retrieve: float = 0.5, episodes: int = 0) -> dict:
+            question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
     ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
@@ -447,6 +447,9 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     seed of those episodes) join the oracle turns; ``question_retrieve``: the share of those questions
     answered after a search; ``episodes``: stage-1 turns of that many training episodes with the
     oracle's Add/Update (``info_turns``).
+    ``pack``: rows that share a prefix (the system prompt) run as one sequence, up to that many
+    (``train.packing``; same loss and gradients, fewer tokens); an optimizer step still covers
+    about four rows (gradient accumulation 4 // pack).
     ``init_adapter``: continue training that PEFT adapter (an earlier round) instead of new ones."""
     import resource
 
@@ -482,22 +485,36 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     n_loss = sum(sum(r["completion_mask"]) for r in rows)
     log(f"warm start: {len(rows)} turns ({dropped} over {max_tokens} tokens dropped), "
         f"{n_tokens} tokens, {n_loss} in the loss")
+    packed = {}
+    if pack > 1:
+        from .packing import collate_packs, install_tree_attention, pack_rows
+
+        random.Random(f"pack:{seed}").shuffle(rows)
+        rows = pack_rows(rows, max_rows=pack)
+        packed = {"collator": collate_packs, "tokens": sum(len(r["input_ids"]) for r in rows)}
+        log(f"packed into {len(rows)} sequences of up to {pack} turns sharing a prefix: "
+            f"{packed['tokens']} tokens to run ({packed['tokens'] / max(n_tokens, 1):.0%})")
     model = load_model(folder)
+    hook = install_tree_attention(model) if packed else None
     if init_adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     args = SFTConfig(
         output_dir=str(out / "trl"), num_train_epochs=epochs, per_device_train_batch_size=1,
-        gradient_accumulation_steps=4, learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=2,
+        gradient_accumulation_steps=max(1, 4 // pack), remove_unused_columns=not packed,
+        learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=2,
         logging_steps=5, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
         bf16=bf16, use_cpu=not torch.cuda.is_available(), completion_only_loss=True,
         max_length=None, gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=not progress)
     peft_cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, bias="none",
                           target_modules=list(targets), task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         peft_config=None if init_adapter is not None else peft_cfg)
+                         peft_config=None if init_adapter is not None else peft_cfg,
+                         data_collator=packed.get("collator"))
     result = trainer.train()
+    if hook is not None:
+        hook.remove()
     peft_model = trainer.model
     peft_model.save_pretrained(str(out / "adapter"))
     gguf_path = export_adapter(peft_model, base_gguf, out / "adapter.gguf", dtype="f16")
@@ -509,6 +526,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "classes": list(classes), "long_share": long_share,
         "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
         "episodes": episodes, "init_adapter": str(init_adapter or ""),
+        "pack": pack, "sequences": len(rows), "tokens_run": packed.get("tokens", n_tokens),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
         "wall_seconds": round(time.perf_counter() - t0, 1),
