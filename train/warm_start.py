@@ -483,6 +483,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         tok.close()
     n_tokens = sum(len(r["input_ids"]) for r in rows)
     n_loss = sum(sum(r["completion_mask"]) for r in rows)
+    n_turns = len(rows)
     log(f"warm start: {len(rows)} turns ({dropped} over {max_tokens} tokens dropped), "
         f"{n_tokens} tokens, {n_loss} in the loss")
     packed = {}
@@ -520,7 +521,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     gguf_path = export_adapter(peft_model, base_gguf, out / "adapter.gguf", dtype="f16")
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary = {
-        "turns": len(rows), "dropped": dropped, "tokens": n_tokens, "loss_tokens": n_loss,
+        "turns": n_turns, "dropped": dropped, "tokens": n_tokens, "loss_tokens": n_loss,
         "by_class": {c: sum(t.label == c for t in turns) for c in D.CLASSES},
         "epochs": epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed, "n_items": n_items,
         "classes": list(classes), "long_share": long_share,
