@@ -413,6 +413,28 @@ SUMMARY_TURNS = {"train": {"s0": ("So what are the key points about {S} so far?"
                            "s1": ("Based on everything above, what should I look into next about {S}?", "question")},
                  "heldout": {"s2": ("Pulling all of this together, give me the gist of {S}.", "chat"),
                              "s3": ("Keeping everything about {S} in mind, what stands out most?", "question")}}
+# More train-only wordings for Filter/Summary items (``generate(..., wide=True)``, the warm-start
+# option ``wide_long``): v6 learned its two filter frames and two summary turns and took neither
+# class on held-out wordings. Appended, so template ids of the lists above keep their numbers.
+SUBJECTS_WIDE = [lambda n: f"the {n.company()} product launch", lambda n: f"the life of {n.person()}",
+                 lambda n: f"the {n.town()} harbour expansion"]
+REQUESTS_WIDE = [("How do I keep basil alive on a windowsill?", "question"),
+                 ("Write a short message to cancel my gym session.", "chat"),
+                 ("How do I get a coffee stain out of a shirt?", "question"),
+                 ("Suggest a playlist theme for a long drive.", "chat"),
+                 ("Which is easier for a beginner, a keyboard or a guitar?", "question"),
+                 ("Draft a two-line welcome note for a new neighbour.", "chat"),
+                 ("How long should a power nap be?", "question"),
+                 ("Give me a fun quiz question for a team meeting.", "chat")]
+FILTER_FRAMES_WIDE = {"f4": "Okay, enough of that. {r}", "f5": "New topic: {r}", "f6": "Moving on. {r}",
+                      "f7": "Never mind the reading for now. {r}", "f8": "{r} Nothing to do with the text above.",
+                      "f9": "That's it for the article. {r}"}
+SUMMARY_TURNS_WIDE = {"s4": ("Can you recap what we've covered about {S}?", "question"),
+                      "s5": ("Boil the main facts about {S} down to a few lines.", "chat"),
+                      "s6": ("From all that, who were the key people in {S}?", "question"),
+                      "s7": ("Give me a short overview of {S} based on what I pasted.", "chat"),
+                      "s8": ("What do all these excerpts say about {S}, in short?", "question"),
+                      "s9": ("Help me write a paragraph about {S} using the text above.", "chat")}
 
 
 def _cap(text: str) -> str:
@@ -452,8 +474,8 @@ def _add_round(user: str, content: str, memory_type: str, mid: str, ack: str) ->
 class _Builder:
     """Draws one item's facts, ids and history from one rng."""
 
-    def __init__(self, rng: random.Random, split: str, names: _SplitNames | None = None):
-        self.r, self.split = rng, split
+    def __init__(self, rng: random.Random, split: str, names: _SplitNames | None = None, *, wide: bool = False):
+        self.r, self.split, self.wide = rng, split, wide
         self.names = names or _SplitNames(rng, split)
         self.free_ids = [f"mem_{k}" for k in rng.sample(range(1, _N_IDS + 1), _N_IDS)]
         self.entities: list[str] = []
@@ -509,7 +531,7 @@ class _Builder:
     def long_history(self, budget: int, subject: str | None = None) -> tuple[str, list[dict]]:
         """Pasted material about one subject, 50-80 % of ``budget`` in estimated tokens."""
         r, n, sp = self.r, self.names, self.split
-        subj = subject or r.choice(SUBJECTS[sp])(n)
+        subj = subject or r.choice(SUBJECTS[sp] + (SUBJECTS_WIDE if self.wide else []))(n)
         cast = {"P": n.person(), "P2": n.person(), "T": n.town()}
         self.entities += [subj, *cast.values()]
         target = int(budget * r.uniform(*LONG_SHARE))
@@ -541,13 +563,16 @@ def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
         item.shown = [(mid, c) for mid, c, _, _ in b.distractors(r.choice([0, 0, 1, 2]), set())]
         item.basis = subj
         if label == "filter":
-            fid, frame = r.choice(sorted(FILTER_FRAMES[split].items()))
-            k = r.randrange(len(REQUESTS[split]))
-            req, item.kind = REQUESTS[split][k]
+            frames = {**FILTER_FRAMES[split], **(FILTER_FRAMES_WIDE if b.wide else {})}
+            requests = REQUESTS[split] + (REQUESTS_WIDE if b.wide else [])
+            fid, frame = r.choice(sorted(frames.items()))
+            k = r.randrange(len(requests))
+            req, item.kind = requests[k]
             item.user, item.template = frame.format(r=req), f"filter.{fid}+req{k}.{split}"
             item.gold = f"the pasted text about {subj}"
         else:
-            sid, (turn, item.kind) = r.choice(sorted(SUMMARY_TURNS[split].items()))
+            turns = {**SUMMARY_TURNS[split], **(SUMMARY_TURNS_WIDE if b.wide else {})}
+            sid, (turn, item.kind) = r.choice(sorted(turns.items()))
             item.user, item.template, item.gold = _cap(turn.format(S=subj)), f"summary.{sid}", "all"
         item.entities = b.entities
         return item
@@ -627,11 +652,14 @@ def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
 
 
 def generate(n: int, seed: int = 0, split: str = "heldout", *, budget: int = DEFAULT_BUDGET,
-             classes: Sequence[str] = CLASSES) -> list[DecisionItem]:
+             classes: Sequence[str] = CLASSES, wide: bool = False) -> list[DecisionItem]:
     """``n`` items of ``split`` ("train" or "heldout"); item i has class ``classes[i % len]``
-    and depends only on (split, seed, i, budget)."""
+    and depends only on (split, seed, i, budget, wide). ``wide`` (train only): Filter/Summary
+    items also draw on ``*_WIDE`` subjects, requests, frames and summary turns."""
     if split not in ("train", "heldout"):
         raise ValueError(f"split {split!r}: generate makes 'train' or 'heldout' (natural_items() is hand-written)")
+    if wide and split != "train":
+        raise ValueError("wide: more wordings exist for the train split only (held-out wordings stay fixed)")
     bad = [c for c in classes if c not in CLASSES]
     if bad or not classes:
         raise ValueError(f"classes {bad or '(none)'}: choose from {', '.join(CLASSES)}")
@@ -640,7 +668,7 @@ def generate(n: int, seed: int = 0, split: str = "heldout", *, budget: int = DEF
     items = []
     for i in range(n):
         r = random.Random(f"agemem-decisions:{split}:{seed}:{i}")
-        items.append(_build(classes[i % len(classes)], _Builder(r, split), f"{split}-{seed}-{i}", budget))
+        items.append(_build(classes[i % len(classes)], _Builder(r, split, wide=wide), f"{split}-{seed}-{i}", budget))
     return items
 
 

@@ -160,6 +160,31 @@ def test_train_and_heldout_share_no_template_and_no_entity(train, heldout):
     assert sum(e in text for e in it.entities) >= 2
 
 
+def test_wide_long_wordings_add_train_templates_only(heldout):
+    """``wide``: more Filter/Summary wordings for the train split, nothing else changes."""
+    base, wide = D.generate(140, 0, "train"), D.generate(140, 0, "train", wide=True)
+    long = ("filter", "summary")
+    assert [it.to_dict() for it in base if it.label not in long] == \
+        [it.to_dict() for it in wide if it.label not in long]
+    t_base = {it.template for it in base if it.label in long}
+    t_wide = {it.template for it in wide if it.label in long}
+    assert len(t_wide) >= 2 * len(t_base) and not t_wide & {it.template for it in heldout}
+    assert any(it.template.startswith("filter.f9") for it in wide)
+    assert not {e for it in wide for e in it.entities} & {e for it in heldout for e in it.entities}
+    held_words = {*D.REQUESTS["heldout"], *D.FILTER_FRAMES["heldout"].values(), *D.SUMMARY_TURNS["heldout"].values()}
+    natural_users = {it.user for it in D.natural_items()}
+    for words in (D.REQUESTS_WIDE, D.FILTER_FRAMES_WIDE.values(), D.SUMMARY_TURNS_WIDE.values()):
+        assert not set(words) & held_words
+    assert not {it.user for it in wide} & natural_users
+    assert not set(D.FILTER_FRAMES_WIDE) & {*D.FILTER_FRAMES["train"], *D.FILTER_FRAMES["heldout"]}
+    assert not set(D.SUMMARY_TURNS_WIDE) & {*D.SUMMARY_TURNS["train"], *D.SUMMARY_TURNS["heldout"]}
+    for it in wide:
+        if it.label in long:   # the cue that separates them holds for the new wordings too
+            assert (it.basis.lower() in it.user.lower()) == (it.label == "summary")
+    with pytest.raises(ValueError, match="train split only"):
+        D.generate(3, 0, "heldout", wide=True)
+
+
 def test_same_seed_same_items_prefix_stable_and_balanced():
     a = [it.to_dict() for it in D.generate(70, 5, "heldout")]
     assert a == [it.to_dict() for it in D.generate(70, 5, "heldout")]

@@ -104,7 +104,8 @@ def test_export_registers_a_policy_that_answers(run, settings):
 
 def test_init_adapter_takes_a_gguf_lora_as_the_start_and_the_kl_reference(run, settings, tmp_path):
     """``init_adapter=FILE.gguf`` (how GRPO continues from the shipped agemem-0.5b adapter):
-    the run's step-2 LoRA, exported as a GGUF adapter, is what the next run starts from."""
+    the run's step-2 LoRA, exported as a GGUF adapter, is what the next run starts from, and
+    what a warm-start round starts from (at a learning rate too small to move it)."""
     from train.export import export_adapter
     from train.lora import adapter_state, load_adapter_state
 
@@ -126,3 +127,20 @@ def test_init_adapter_takes_a_gguf_lora_as_the_start_and_the_kl_reference(run, s
         assert all(torch.equal(t.reference[k], started[k]) for k in started)
     finally:
         t.close()
+    from train.base import materialise, resolve_base
+    from train.warm_start import run_sft
+
+    cfg = _tiny(steps=1)
+    folder = materialise(resolve_base(settings, cfg.base), settings.data_dir / "cache" / "train")
+    sft = run_sft(t.base_gguf, folder, tmp_path / "ws", n_items=2, seed=0, epochs=1.0, lr=1e-12,
+                  lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, targets=list(cfg.lora_targets), long_share=0.0,
+                  threads=2, bf16=False, log=lambda *a: None, progress=False, init_adapter=gguf)
+    assert sft["init_adapter"] == str(gguf)
+    again = GRPOTrainer(_tiny(steps=1, init_adapter=sft["adapter_gguf"]), settings, tmp_path / "again",
+                        progress=False)
+    try:
+        again._open()
+        kept = adapter_state(again.model)   # f16 in the round's export
+        assert max(float((kept[k] - step2[k]).abs().max() / (step2[k].abs().max() + 1e-8)) for k in step2) < 2e-3
+    finally:
+        again.close()

@@ -230,8 +230,12 @@ def test_mask_covers_exactly_the_oracle_steps(small_policy):
 def test_config_rules_for_the_warm_start():
     with pytest.raises(ConfigError, match="trains nothing"):
         TrainConfig.load("tiny", {"steps": 0})
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match="init_adapter='x': no such file"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7}], "init_adapter": "x"})
+    with pytest.raises(ConfigError, match="wide_long"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "wide_long": "yes"}]})
+    shipped = "models/adapters/agemem-0.5b.lora.gguf"   # a warm-start round may continue the shipped policy
+    assert TrainConfig.load("tiny", {"warm_start": [{"items": 7}], "init_adapter": shipped}).init_adapter == shipped
     with pytest.raises(ConfigError, match="unknown key"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "itmes": 3}]})
     with pytest.raises(ConfigError, match="classes"):

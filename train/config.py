@@ -27,9 +27,11 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: and stage-3 episode turns (question_retrieve of them after a search), and episodes: stage-1 turns
 #: of that many training episodes with the oracle's writes, added to the oracle turns (train.warm_start).
 #: pack: up to that many turns that share the system prompt run as one sequence (train.packing).
+#: wide_long: Filter/Summary items also use the decision set's *_WIDE train wordings (v6 ran without).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
-                       "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1}
+                       "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1,
+                       "wide_long": False}
 
 
 def _f(default, help: str):
@@ -57,10 +59,12 @@ class TrainConfig:
     warm_start: list = _f([], "Supervised warm-start rounds before GRPO, each continuing the adapter of the "
                           "one before: tables with items (decision-set train items, required), seed, epochs, "
                           "lr, classes (the class cycle; repeat a class to weight it), long_share, "
-                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes (defaults: WARM_START_DEFAULTS). Empty = no warm start.")
+                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long (defaults: WARM_START_DEFAULTS). "
+                          "Empty = no warm start.")
     init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) or GGUF LoRA "
                            "adapter (e.g. models/adapters/agemem-0.5b.lora.gguf, the shipped policy) instead "
-                           "of fresh adapters; its rank must be lora_r and its alpha lora_alpha.")
+                           "of fresh adapters; its rank must be lora_r and its alpha lora_alpha. With a warm start, "
+                           "its first round continues this adapter.")
     # -- GRPO (SPEC §6) -------------------------------------------------------------------------
     steps: int = _f(100, "GRPO steps (paper: ~100); 0 = the warm start only.")
     tasks_per_step: int = _f(1, "Tasks (groups) per GRPO step.")
@@ -114,8 +118,8 @@ class TrainConfig:
                 bad(name, f"must be an integer ≥ {low}")
         if self.steps == 0 and not self.warm_start:
             bad("steps", "0 GRPO steps trains nothing without a warm start")
-        if self.warm_start and self.init_adapter:
-            bad("init_adapter", "give either a warm start or an initial adapter, not both")
+        if self.init_adapter and not Path(self.init_adapter).exists():
+            bad("init_adapter", "no such file or folder")
         self.warm_start_rounds()   # validates them
         if self.k < 2:
             bad("k", "GRPO needs at least 2 rollouts per task to compare them (paper: 8)")
@@ -173,6 +177,8 @@ class TrainConfig:
             for k in ("epochs", "lr"):
                 if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or r[k] <= 0:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number > 0")
+            if not isinstance(r["wide_long"], bool):
+                raise ConfigError(f"{where}.wide_long={r['wide_long']!r}: true or false")
             for k in ("long_share", "question_retrieve"):
                 if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or not 0 <= r[k] <= 1:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number in [0, 1]")

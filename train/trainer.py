@@ -159,10 +159,12 @@ class GRPOTrainer:
 
     def _warm_start(self, folder: Path) -> Path:
         """Supervised warm-start rounds (``train.warm_start``) into ``out/warm_start/round-N``,
-        each continuing the adapter of the one before; a finished round is not rerun."""
+        each continuing the adapter of the one before (the first: ``init_adapter``, if given);
+        a finished round is not rerun."""
         from .warm_start import run_sft
 
-        cfg, prev = self.cfg, None
+        cfg = self.cfg
+        prev = Path(cfg.init_adapter) if cfg.init_adapter else None
         for i, rnd in enumerate(cfg.warm_start_rounds(), 1):
             d = self.out / "warm_start" / f"round-{i}"
             if (d / "sft.json").is_file():
@@ -176,7 +178,8 @@ class GRPOTrainer:
                                   classes=rnd["classes"], init_adapter=prev, threads=cfg.threads, bf16=self.bf16,
                                   replay=rnd["replay"], stage2=rnd["stage2"], questions=rnd["questions"], question_seed=cfg.train_seed,
                                   question_retrieve=rnd["question_retrieve"], episodes=rnd["episodes"],
-                                  pack=rnd["pack"], log=self.log, progress=self.progress)
+                                  pack=rnd["pack"], wide_long=rnd["wide_long"], log=self.log,
+                                  progress=self.progress)
                 self._append_log({"type": "warm_start", "round": i, **summary})
             prev = d / "adapter"
         return prev

@@ -134,16 +134,17 @@ def retrieve_turn(item: D.DecisionItem, r: random.Random | None = None, *,
 
 def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool = False,
                 long_share: float = 0.5, long_budget: int = 2048,
-                classes: Sequence[str] = D.CLASSES) -> list[Turn]:
+                classes: Sequence[str] = D.CLASSES, wide_long: bool = False) -> list[Turn]:
     """``n`` generated items (classes balanced) → oracle turns, plus a retrieve-with-hit turn for
     half of the memory-answered items. Filter/Summary items are generated for a ``long_budget``
     context (the system prompt states it; their history fills 50-80 % of it) and only a
     ``long_share`` of them is kept: a 4k-token context costs ~8 short items on a CPU.
-    ``classes`` is the class cycle (``decisions.generate``): repeat a class to weight it."""
+    ``classes`` is the class cycle (``decisions.generate``): repeat a class to weight it;
+    ``wide_long``: Filter/Summary items also use the decision set's ``*_WIDE`` train wordings."""
     r = random.Random(f"warm:{seed}")
     out: list[Turn] = []
-    long = D.generate(n, seed, split, budget=long_budget, classes=classes)
-    for i, item in enumerate(D.generate(n, seed, split, classes=classes)):
+    long = D.generate(n, seed, split, budget=long_budget, classes=classes, wide=wide_long)
+    for i, item in enumerate(D.generate(n, seed, split, classes=classes, wide=wide_long)):
         if item.label in ("filter", "summary"):
             if r.random() >= long_share:
                 continue
@@ -439,7 +440,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             max_tokens: int = 4096, threads: int = 0, bf16: bool = True, log=print,
             progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None,
             replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000,
-            question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1) -> dict:
+            question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1, wide_long: bool = False) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
     ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
@@ -450,7 +451,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     ``pack``: rows that share a prefix (the system prompt) run as one sequence, up to that many
     (``train.packing``; same loss and gradients, fewer tokens); an optimizer step still covers
     about four rows (gradient accumulation 4 // pack).
-    ``init_adapter``: continue training that PEFT adapter (an earlier round) instead of new ones."""
+    ``init_adapter``: continue training that PEFT adapter folder (an earlier round) or GGUF LoRA
+    adapter (the shipped policy) instead of new ones. ``wide_long``: see ``build_turns``."""
     import resource
 
     import torch
@@ -467,7 +469,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     t0 = time.perf_counter()
     set_threads(threads)
     torch.manual_seed(seed)
-    turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget, classes=classes)
+    turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget, classes=classes,
+                        wide_long=wide_long)
     out.mkdir(parents=True, exist_ok=True)
     if replay or stage2:
         extra = stage2_prompts(stage2, question_seed + seed) if stage2 else []
@@ -497,7 +500,16 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             f"{packed['tokens']} tokens to run ({packed['tokens'] / max(n_tokens, 1):.0%})")
     model = load_model(folder)
     hook = install_tree_attention(model) if packed else None
-    if init_adapter is not None:
+    peft_cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, bias="none",
+                          target_modules=list(targets), task_type="CAUSAL_LM")
+    if init_adapter is not None and Path(init_adapter).suffix == ".gguf":
+        from peft import get_peft_model
+
+        from .export import import_adapter
+
+        model = get_peft_model(model, peft_cfg)
+        import_adapter(model, init_adapter, base_gguf)
+    elif init_adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
@@ -508,8 +520,6 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         logging_steps=5, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
         bf16=bf16, use_cpu=not torch.cuda.is_available(), completion_only_loss=True,
         max_length=None, gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=not progress)
-    peft_cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, bias="none",
-                          target_modules=list(targets), task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          peft_config=None if init_adapter is not None else peft_cfg,
                          data_collator=packed.get("collator"))
@@ -526,7 +536,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "epochs": epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed, "n_items": n_items,
         "classes": list(classes), "long_share": long_share,
         "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
-        "episodes": episodes, "init_adapter": str(init_adapter or ""),
+        "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
         "pack": pack, "sequences": len(rows), "tokens_run": packed.get("tokens", n_tokens),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
