@@ -14,7 +14,7 @@ from .config import Settings
 from .embed import load_embedder
 from .memory.store import MemoryStore
 from .memory.tools import grammar_schemas
-from .model_files import adapter_path, get_spec, resolve
+from .model_files import adapter_path, check_adapter, get_spec, resolve
 from .policy.llama import LlamaPolicy
 from .prompts import THINK_KINDS
 
@@ -31,7 +31,11 @@ def open_policy(settings: Settings, name: str | None = None, *, progress: Progre
 
         raise ConfigError(f"model {name!r} is an {spec.role}, not a policy")
     path = resolve(settings, name, progress=progress)
-    adapter = adapter_path(spec)
+    if settings.adapter and name == settings.policy:
+        adapter = check_adapter(settings.adapter)
+        name = f"{name}+{adapter.stem}"
+    else:
+        adapter = adapter_path(spec)
     return LlamaPolicy(path, name=name, lora_path=str(adapter) if adapter else None,
                        **policy_options(settings, guided))
 

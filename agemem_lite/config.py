@@ -45,6 +45,9 @@ class Settings:
     data_dir: Path = _f(default_data_dir, "Folder for models, the memory database and sessions. "
                         f"Overridden by ${DATA_DIR_ENV} or --data-dir.")
     policy: str = _f(DEFAULT_POLICY, "Registry name of the policy model (agemem models list).")
+    adapter: str = _f("", "A GGUF LoRA adapter file applied to the policy in place of its registry adapter "
+                      "(a training run's RUN/best/adapter.gguf), to try a policy before shipping it; "
+                      "empty = the registry's.")
     embedder: str = _f("minilm-l6-v2", "Registry name of the embedding model.")
     namespace: str = _f("default", "Memory namespace (one per user/profile) inside the database.")
     n_ctx: int = _f(8192, "llama.cpp context window of the policy, in tokens.", "§5 T_max")

@@ -543,6 +543,17 @@ def resolve(settings: "Settings", name: str, *, progress: Progress | None = None
     return path
 
 
+def check_adapter(path: str | Path) -> Path:
+    """A GGUF LoRA adapter given by the user (``Settings.adapter``), checked: a whole GGUF whose
+    ``general.type`` is ``adapter`` (llama.cpp would fail on a model file with a C-level error)."""
+    path = Path(path).expanduser()
+    kind = check_gguf(path).metadata.get("general.type")
+    if kind != "adapter":
+        raise ModelFileError(f"{path}: not a GGUF LoRA adapter (general.type={kind!r}); give a training run's "
+                             "RUN/best/adapter.gguf or a file like models/adapters/agemem-0.5b.lora.gguf")
+    return path
+
+
 def adapter_path(spec: ModelSpec) -> Path | None:
     """The LoRA adapter a policy row applies at load (None for plain models), checked:
     present, a GGUF, and its SHA-256 when the row pins one (9 MB: hashing is instant)."""

@@ -330,6 +330,8 @@ def test_parse_bench():
     (["--bench", "decisions:test"], "decisions:heldout"),
     (["--bench", "decisions", "--methods", "agemem"], "do not apply"),
     (["--bench", "decisions", "--policy", "minilm-l6-v2"], "is an embedder, not a policy"),
+    (["--bench", "decisions", "--adapter", "no-such.lora.gguf"], "no-such.lora.gguf: model file not found"),
+    (["--bench", "hotpot", "--adapter", str(Path(__file__))], "not a GGUF file"),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, message):
     r = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "eval", *args])
@@ -369,3 +371,8 @@ def test_smollm2_decisions_parse_and_report(small_policy, data_dir, tmp_path, mo
     assert saved["scores"]["n"] == 1 and saved["records"][0]["parsed"] is True
     assert D.DecisionItem.from_dict(saved["items"][0]).label == "add"
     assert (out / D.REPORT_NAME).read_text().startswith("## Protocol decisions: smollm2-135m")
+    # --adapter takes GGUF LoRA adapters only: a model file is refused in one line, before any step
+    model_file = next((home / "models").rglob("*.gguf"))
+    r = CliRunner().invoke(main, ["--data-dir", str(home), "eval", "--bench", "decisions:train", "--n", "1",
+                                  "--policy", "smollm2-135m", "--adapter", str(model_file)])
+    assert r.exit_code == 1 and "not a GGUF LoRA adapter" in r.output and r.output.strip().count("\n") == 0, r.output

@@ -17,6 +17,7 @@ import pytest
 from agemem_lite import decisions as D
 from agemem_lite.assistant import open_policy, wants_demonstrations
 from agemem_lite.config import Settings
+from models.registry import ADAPTERS_DIR
 
 pytestmark = [pytest.mark.default_model, pytest.mark.slow]
 
@@ -41,6 +42,19 @@ def test_adapter_loads_with_the_default_model(trained):
     s, pol = trained
     assert pol.lora_path and pol.lora_path.endswith("agemem-0.5b.lora.gguf")
     assert pol.think_kinds and not wants_demonstrations(s)
+
+
+def test_an_adapter_file_can_stand_in_for_the_registry_one(trained):
+    """``Settings.adapter`` (``agemem eval --adapter``): how a training run's adapter is tried on
+    the base before it ships; here the shipped file itself, on the plain base policy."""
+    s, _ = trained
+    other = Settings.load(s.data_dir, policy="qwen2.5-coder-0.5b", n_threads=2,
+                          adapter=str(ADAPTERS_DIR / "agemem-0.5b.lora.gguf"))
+    pol = open_policy(other)
+    try:
+        assert pol.lora_path.endswith("agemem-0.5b.lora.gguf") and pol.name == "qwen2.5-coder-0.5b+agemem-0.5b.lora"
+    finally:
+        pol.close()
 
 
 def test_natural_decisions_at_or_above_the_stated_accuracy(trained):

@@ -18,7 +18,7 @@ from ..episodes import EpisodeConfig
 from ..errors import ConfigError
 from ..eval import harness, mem0_peer, report
 from ..eval.judges import LLMJudge
-from ..model_files import adapter_path, get_spec, resolve
+from ..model_files import adapter_path, check_adapter, get_spec, resolve, sha256_file
 from . import pass_ctx
 from .models import _progress_bar
 
@@ -51,6 +51,16 @@ def _episode_bar(label: str) -> Iterator[harness.Progress]:
 def _check_policy(settings, name: str) -> None:
     if get_spec(settings, name).role != "policy":
         raise ConfigError(f"model {name!r} is an embedder, not a policy")
+    if settings.adapter:
+        check_adapter(settings.adapter)   # before anything runs: one line for a missing or wrong file
+
+
+def _run_name(settings) -> str:
+    """The policy's name in reports and default output folders; with ``--adapter``, plus the
+    adapter file's hash (run folders all name theirs adapter.gguf, and --out resumes)."""
+    if not settings.adapter:
+        return settings.policy
+    return f"{settings.policy}+{sha256_file(Path(settings.adapter))[:10]}"
 
 
 @click.command("eval")
@@ -66,6 +76,9 @@ def _check_policy(settings, name: str) -> None:
                    "(pip install 'agemem-lite[mem0]').")
 @click.option("--policy", "-m", default=None,
               help="Policy model name (see `agemem models list`). Default: from settings.")
+@click.option("--adapter", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A GGUF LoRA adapter applied to the policy in place of its own (a training run's "
+                   "RUN/best/adapter.gguf): evaluate a trained policy before shipping it.")
 @click.option("--n", "n", type=click.IntRange(1), default=10, show_default=True, help="Tasks per benchmark.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the tasks, the episodes and the policy's sampling.")
@@ -78,7 +91,7 @@ def _check_policy(settings, name: str) -> None:
 @click.option("--max-env-turns", type=click.IntRange(1, 500), default=None,
               help="Environments: most game turns, one action each (default 30).")
 @pass_ctx
-def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_max, max_env_turns) -> None:
+def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, max_steps, n_max, max_env_turns) -> None:
     """Run three-stage episodes per benchmark and method; write JSON traces, report.md and plots.
 
     Resumable: finished episodes are loaded from --out, not rerun. Prints Table 2
@@ -90,6 +103,8 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
     Example: agemem eval --bench babyai,tyreworld --methods agemem,no-memory,full-context --n 3
     """
     s = ctx.settings
+    if adapter is not None:
+        s.adapter = str(adapter)
     splits = decisions.parse_bench(benches)
     if splits is not None:
         return _eval_decisions(ctx, splits, policy, n, seed, out, methods or judge)
@@ -103,7 +118,7 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
         if kind != "llm" or not judge_name:
             raise ConfigError(f"--judge {judge!r}: use llm:NAME with a policy model name")
         _check_policy(s, judge_name)
-    out = out or s.data_dir / "eval" / f"{s.policy}-seed{seed}"
+    out = out or s.data_dir / "eval" / f"{_run_name(s)}-seed{seed}"
     defaults = EpisodeConfig()
     cfg = EpisodeConfig(n_max=n_max or defaults.n_max, max_steps_per_turn=max_steps or defaults.max_steps_per_turn,
                         t_max=min(defaults.t_max, s.n_ctx), demonstrations=wants_demonstrations(s))
@@ -116,7 +131,7 @@ def eval_cmd(ctx, benches, methods, policy, n, seed, out, judge, max_steps, n_ma
         with _episode_bar("eval") as progress:
             result = harness.run_eval(lambda: open_policy(s), embedder, specs, names, n=n, seed=seed, out_dir=out,
                                       settings=s, config=cfg, env_config=env_cfg, judge=llm_judge,
-                                      policy_name=s.policy, progress=progress, peer=peer)
+                                      policy_name=_run_name(s), progress=progress, peer=peer)
     finally:
         embedder.close()
         if llm_judge:
@@ -134,7 +149,7 @@ def _mem0_peer(s, out: Path):
     if missing:
         raise ConfigError(missing)
     policy_gguf, embedder_gguf = resolve(s, s.policy), resolve(s, s.embedder)
-    lora = adapter_path(get_spec(s, s.policy))
+    lora = Path(s.adapter) if s.adapter else adapter_path(get_spec(s, s.policy))
     threads = s.n_threads or os.cpu_count() or 1
     return lambda: mem0_peer.Mem0Session(policy_gguf, embedder_gguf, data_dir=out / "mem0-peer", lora_path=lora,
                                          n_threads=threads)
@@ -147,7 +162,7 @@ def _eval_decisions(ctx, splits, policy, n, seed, out, unused) -> None:
     s = ctx.settings
     s.policy, s.seed = policy or s.policy, seed
     _check_policy(s, s.policy)
-    out = out or s.data_dir / "eval" / f"{s.policy}-decisions-seed{seed}"
+    out = out or s.data_dir / "eval" / f"{_run_name(s)}-decisions-seed{seed}"
     pol = open_policy(s)
     try:
         with _episode_bar("decisions") as progress:
