@@ -811,8 +811,12 @@ def oracle_call(item: DecisionItem) -> dict | None:
     return None
 
 
-def _reason(item: DecisionItem) -> str:
+def _reason(item: DecisionItem, compare: bool = False) -> str:
     lab, shown = item.label, [m for m, _ in item.shown]
+    if compare and lab in ("filter", "summary"):   # name the subject, then whether the user asks about it
+        about = item.basis if lab == "summary" else "something else"
+        return (f"The context is long and about {item.basis}; the user asks about {about}, so "
+                f"{'summarise it' if lab == 'summary' else 'filter it out'}.")
     if lab == "add":
         return f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else. Store it." \
             if shown else "Store it."
@@ -830,9 +834,11 @@ def _reason(item: DecisionItem) -> str:
             "chat": "Nothing to store.", "general": "It needs no memory."}[item.basis]
 
 
-def oracle_completion(item: DecisionItem) -> str:
-    """The right step as protocol text (guided "Kind:" think + call or answer): SFT targets."""
-    think = f"Kind: {item.kind}. {_reason(item)}"
+def oracle_completion(item: DecisionItem, *, compare: bool = False) -> str:
+    """The right step as protocol text (guided "Kind:" think + call or answer): SFT targets.
+    ``compare``: a Filter/Summary think names the long context's subject and then whether the
+    user's turn is about it, so the choice follows a comparison the model has just written out."""
+    think = f"Kind: {item.kind}. {_reason(item, compare)}"
     call = oracle_call(item)
     return render_step(think, calls=[call]) if call else render_step(think, answer=item.gold)
 

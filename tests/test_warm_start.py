@@ -90,6 +90,23 @@ def test_build_turns_keeps_classes_and_the_long_share():
     assert {t.label for t in build_turns(70, 0, long_share=1.0)} >= {"filter", "summary"}
 
 
+def test_wide_long_turns_name_the_subject_then_whether_the_user_asks_about_it():
+    """``wide_long``: Filter/Summary thinks compare the context's subject with the user's turn
+    before the call; short turns and the v6 data (``wide_long`` off) keep their thinks."""
+    wide, v6 = build_turns(42, 3, long_share=1.0, wide_long=True), build_turns(42, 3, long_share=1.0)
+    items = {it.id: it for it in D.generate(42, 3, "train", wide=True)}
+    long = [t for t in wide if t.label in ("filter", "summary")]
+    assert {t.label for t in long} == {"filter", "summary"}
+    for t in long:
+        basis, step = items[t.item_id].basis, t.steps[0]
+        asked = basis if t.label == "summary" else "something else"
+        assert f"about {basis}; the user asks about {asked}, so" in step
+        assert D.classify(step).action == t.label
+    assert not any("the user asks about" in t.steps[0] for t in v6)
+    assert [t.steps for t in wide if t.label not in ("filter", "summary")] == \
+        [t.steps for t in v6 if t.label not in ("filter", "summary")]
+
+
 def test_question_turns_answer_the_episode_question_in_its_short_form():
     from agemem_lite import prompts
     from agemem_lite.eval.harness import build_tasks

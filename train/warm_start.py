@@ -75,12 +75,14 @@ def _tool(name: str, text: str) -> dict:
     return {"role": "tool", "content": prompts.render_tool_result(name, True, text)}
 
 
-def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = False) -> list[Turn]:
-    """The oracle's turn(s) for one decision item."""
+def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = False,
+             compare: bool = False) -> list[Turn]:
+    """The oracle's turn(s) for one decision item (``compare``: see ``decisions.oracle_completion``)."""
     call = D.oracle_call(item)
     lab = item.label
     if call is None or lab in ("filter", "summary"):
-        return [Turn(item.id, lab, D.messages(item, guided=demonstrations), [D.oracle_completion(item)], [])]
+        return [Turn(item.id, lab, D.messages(item, guided=demonstrations),
+                     [D.oracle_completion(item, compare=compare)], [])]
     if lab == "add":
         mid = f"mem_{r.randrange(1, 60)}"
         result = f"stored as {mid}"
@@ -140,7 +142,8 @@ def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool
     context (the system prompt states it; their history fills 50-80 % of it) and only a
     ``long_share`` of them is kept: a 4k-token context costs ~8 short items on a CPU.
     ``classes`` is the class cycle (``decisions.generate``): repeat a class to weight it;
-    ``wide_long``: Filter/Summary items also use the decision set's ``*_WIDE`` train wordings."""
+    ``wide_long``: Filter/Summary items also use the decision set's ``*_WIDE`` train wordings, and
+    their think names the subject and whether the user asks about it (``compare``)."""
     r = random.Random(f"warm:{seed}")
     out: list[Turn] = []
     long = D.generate(n, seed, split, budget=long_budget, classes=classes, wide=wide_long)
@@ -149,7 +152,7 @@ def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool
             if r.random() >= long_share:
                 continue
             item = long[i]
-        out += turns_of(item, r, demonstrations=demonstrations)
+        out += turns_of(item, r, demonstrations=demonstrations, compare=wide_long)
         extra = retrieve_turn(item, r, demonstrations=demonstrations) if r.random() < 0.5 else None
         if extra:
             out.append(extra)
