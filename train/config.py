@@ -27,7 +27,8 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: and stage-3 episode turns (question_retrieve of them after a search), and episodes: stage-1 turns
 #: of that many training episodes with the oracle's writes, added to the oracle turns (train.warm_start).
 #: pack: up to that many turns that share the system prompt run as one sequence (train.packing).
-#: wide_long: Filter/Summary items also use the decision set's *_WIDE train wordings (v6 ran without).
+#: wide_long: Filter/Summary items also use the decision set's *_WIDE train wordings, and their think
+#: compares the context's subject with the user's turn (v6 ran without).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
                        "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1,

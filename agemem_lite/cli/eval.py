@@ -118,7 +118,8 @@ def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, max_st
         if kind != "llm" or not judge_name:
             raise ConfigError(f"--judge {judge!r}: use llm:NAME with a policy model name")
         _check_policy(s, judge_name)
-    out = out or s.data_dir / "eval" / f"{_run_name(s)}-seed{seed}"
+    run_name = _run_name(s)
+    out = out or s.data_dir / "eval" / f"{run_name}-seed{seed}"
     defaults = EpisodeConfig()
     cfg = EpisodeConfig(n_max=n_max or defaults.n_max, max_steps_per_turn=max_steps or defaults.max_steps_per_turn,
                         t_max=min(defaults.t_max, s.n_ctx), demonstrations=wants_demonstrations(s))
@@ -131,7 +132,7 @@ def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, max_st
         with _episode_bar("eval") as progress:
             result = harness.run_eval(lambda: open_policy(s), embedder, specs, names, n=n, seed=seed, out_dir=out,
                                       settings=s, config=cfg, env_config=env_cfg, judge=llm_judge,
-                                      policy_name=_run_name(s), progress=progress, peer=peer)
+                                      policy_name=run_name, progress=progress, peer=peer)
     finally:
         embedder.close()
         if llm_judge:
