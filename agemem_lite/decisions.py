@@ -811,12 +811,33 @@ def oracle_call(item: DecisionItem) -> dict | None:
     return None
 
 
-def _reason(item: DecisionItem, compare: bool = False) -> str:
-    lab, shown = item.label, [m for m, _ in item.shown]
-    if compare and lab in ("filter", "summary"):   # name the subject, then whether the user asks about it
-        about = item.basis if lab == "summary" else "something else"
-        return (f"The context is long and about {item.basis}; the user asks about {about}, so "
+#: How a Filter/Summary think reasons (warm-start data; the serving format is the same for all):
+#: "plain" says the context is long and unrelated / still needed (v6); "subject" names the context's
+#: subject and what the user asks about (focus round C); "quote" names the subject, quotes the user's
+#: turn and asks "Is that about <subject>?" so the choice is one Yes/No written right after the
+#: user's words (a question the base model already half answers: its Yes-No logit margin is higher
+#: on held-out Summary items than on Filter items).
+LONG_THINKS = ("plain", "subject", "quote")
+
+
+def _long_reason(item: DecisionItem, think: str) -> str:
+    lab, basis = item.label, item.basis
+    if think == "subject":
+        about = basis if lab == "summary" else "something else"
+        return (f"The context is long and about {basis}; the user asks about {about}, so "
                 f"{'summarise it' if lab == 'summary' else 'filter it out'}.")
+    if think == "quote":
+        verdict = "Yes, so summarise it." if lab == "summary" else "No, so filter it out."
+        return f'The context is long and about {basis}. The user writes: "{item.user}" Is that about {basis}? {verdict}'
+    if lab == "filter":
+        return f"The context is long and mostly unrelated text about {basis}, so filter it out."
+    return "The context is long but still needed, so summarise it."
+
+
+def _reason(item: DecisionItem, long_think: str = "plain") -> str:
+    lab, shown = item.label, [m for m, _ in item.shown]
+    if lab in ("filter", "summary"):
+        return _long_reason(item, long_think)
     if lab == "add":
         return f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else. Store it." \
             if shown else "Store it."
@@ -826,19 +847,16 @@ def _reason(item: DecisionItem, compare: bool = False) -> str:
         return f"{item.target_id} is no longer true, so delete it."
     if lab == "retrieve":
         return "No shown memory answers it, so search."
-    if lab == "filter":
-        return f"The context is long and mostly unrelated text about {item.basis}, so filter it out."
-    if lab == "summary":
-        return "The context is long but still needed, so summarise it."
     return {"memory": f"{item.target_id} answers it.", "history": "The conversation answers it.",
             "chat": "Nothing to store.", "general": "It needs no memory."}[item.basis]
 
 
-def oracle_completion(item: DecisionItem, *, compare: bool = False) -> str:
+def oracle_completion(item: DecisionItem, *, long_think: str = "plain") -> str:
     """The right step as protocol text (guided "Kind:" think + call or answer): SFT targets.
-    ``compare``: a Filter/Summary think names the long context's subject and then whether the
-    user's turn is about it, so the choice follows a comparison the model has just written out."""
-    think = f"Kind: {item.kind}. {_reason(item, compare)}"
+    ``long_think``: how a Filter/Summary think reasons (``LONG_THINKS``)."""
+    if long_think not in LONG_THINKS:
+        raise ValueError(f"long_think {long_think!r}: choose from {', '.join(LONG_THINKS)}")
+    think = f"Kind: {item.kind}. {_reason(item, long_think)}"
     call = oracle_call(item)
     return render_step(think, calls=[call]) if call else render_step(think, answer=item.gold)
 
@@ -1013,6 +1031,6 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
     return text, result
 
 
-__all__ = ["CLASSES", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "POOLS", "PREDICTED", "SPLITS",
+__all__ = ["CLASSES", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "LONG_THINKS", "POOLS", "PREDICTED", "SPLITS",
            "TODAY", "classify", "est_tokens", "generate", "messages", "natural_items", "oracle_call",
            "oracle_completion", "parse_bench", "render_report", "run_bench", "run_decisions", "same_id", "score"]

@@ -107,6 +107,27 @@ def test_wide_long_turns_name_the_subject_then_whether_the_user_asks_about_it():
         [t.steps for t in v6 if t.label not in ("filter", "summary")]
 
 
+def test_quote_turns_quote_the_user_then_answer_yes_for_summary_and_no_for_filter():
+    """``long_think="quote"``: the think names the subject, quotes the user's turn verbatim and
+    asks whether it is about the subject; Yes goes with Summary, No with Filter, and the call
+    follows. Only Filter/Summary thinks change."""
+    quote = build_turns(42, 3, long_share=1.0, wide_long=True, long_think="quote")
+    subject = build_turns(42, 3, long_share=1.0, wide_long=True)
+    items = {it.id: it for it in D.generate(42, 3, "train", budget=2048, wide=True)}   # build_turns' long_budget
+    long = [t for t in quote if t.label in ("filter", "summary")]
+    assert {t.label for t in long} == {"filter", "summary"}
+    for t in long:
+        it, step = items[t.item_id], t.steps[0]
+        verdict = "Yes, so summarise it." if t.label == "summary" else "No, so filter it out."
+        assert f'The user writes: "{it.user}" Is that about {it.basis}? {verdict}' in step
+        assert t.context[-1]["content"].endswith(it.user)          # the quote is the turn the model sees
+        assert D.classify(step).action == t.label
+    assert [t.steps for t in quote if t.label not in ("filter", "summary")] == \
+        [t.steps for t in subject if t.label not in ("filter", "summary")]
+    with pytest.raises(ValueError, match="long_think"):
+        D.oracle_completion(items[long[0].item_id], long_think="guess")
+
+
 def test_question_turns_answer_the_episode_question_in_its_short_form():
     from agemem_lite import prompts
     from agemem_lite.eval.harness import build_tasks
@@ -251,6 +272,11 @@ def test_config_rules_for_the_warm_start():
         TrainConfig.load("tiny", {"warm_start": [{"items": 7}], "init_adapter": "x"})
     with pytest.raises(ConfigError, match="wide_long"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "wide_long": "yes"}]})
+    with pytest.raises(ConfigError, match="long_think='guess'"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "long_think": "guess"}]})
+    thinks = [r["long_think"] for r in TrainConfig.load("tiny", {"warm_start": [
+        {"items": 7}, {"items": 7, "wide_long": True}, {"items": 7, "long_think": "quote"}]}).warm_start_rounds()]
+    assert thinks == ["plain", "subject", "quote"]
     shipped = "models/adapters/agemem-0.5b.lora.gguf"   # a warm-start round may continue the shipped policy
     assert TrainConfig.load("tiny", {"warm_start": [{"items": 7}], "init_adapter": shipped}).init_adapter == shipped
     with pytest.raises(ConfigError, match="unknown key"):

@@ -27,12 +27,13 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: and stage-3 episode turns (question_retrieve of them after a search), and episodes: stage-1 turns
 #: of that many training episodes with the oracle's writes, added to the oracle turns (train.warm_start).
 #: pack: up to that many turns that share the system prompt run as one sequence (train.packing).
-#: wide_long: Filter/Summary items also use the decision set's *_WIDE train wordings, and their think
-#: compares the context's subject with the user's turn (v6 ran without).
+#: wide_long: Filter/Summary items also use the decision set's *_WIDE train wordings (v6 ran without);
+#: long_think: how their think reasons, one of decisions.LONG_THINKS (default: "subject" with
+#: wide_long, else "plain", the v6 data).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
                        "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1,
-                       "wide_long": False}
+                       "wide_long": False, "long_think": None}
 
 
 def _f(default, help: str):
@@ -60,7 +61,7 @@ class TrainConfig:
     warm_start: list = _f([], "Supervised warm-start rounds before GRPO, each continuing the adapter of the "
                           "one before: tables with items (decision-set train items, required), seed, epochs, "
                           "lr, classes (the class cycle; repeat a class to weight it), long_share, "
-                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long (defaults: WARM_START_DEFAULTS). "
+                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long, long_think (defaults: WARM_START_DEFAULTS). "
                           "Empty = no warm start.")
     init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) or GGUF LoRA "
                            "adapter (e.g. models/adapters/agemem-0.5b.lora.gguf, the shipped policy) instead "
@@ -154,7 +155,7 @@ class TrainConfig:
 
     def warm_start_rounds(self) -> list[dict]:
         """The warm-start rounds with their defaults filled in (ConfigError on a bad one)."""
-        from agemem_lite.decisions import CLASSES
+        from agemem_lite.decisions import CLASSES, LONG_THINKS
 
         if not isinstance(self.warm_start, list):
             raise ConfigError("warm_start: a list of tables ([[warm_start]] in TOML)")
@@ -180,6 +181,9 @@ class TrainConfig:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number > 0")
             if not isinstance(r["wide_long"], bool):
                 raise ConfigError(f"{where}.wide_long={r['wide_long']!r}: true or false")
+            r["long_think"] = r["long_think"] or ("subject" if r["wide_long"] else "plain")
+            if r["long_think"] not in LONG_THINKS:
+                raise ConfigError(f"{where}.long_think={r['long_think']!r}: one of {', '.join(LONG_THINKS)}")
             for k in ("long_share", "question_retrieve"):
                 if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or not 0 <= r[k] <= 1:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number in [0, 1]")

@@ -178,7 +178,8 @@ class GRPOTrainer:
                                   classes=rnd["classes"], init_adapter=prev, threads=cfg.threads, bf16=self.bf16,
                                   replay=rnd["replay"], stage2=rnd["stage2"], questions=rnd["questions"], question_seed=cfg.train_seed,
                                   question_retrieve=rnd["question_retrieve"], episodes=rnd["episodes"],
-                                  pack=rnd["pack"], wide_long=rnd["wide_long"], log=self.log,
+                                  pack=rnd["pack"], wide_long=rnd["wide_long"], long_think=rnd["long_think"],
+                                  log=self.log,
                                   progress=self.progress)
                 self._append_log({"type": "warm_start", "round": i, **summary})
             prev = d / "adapter"

@@ -76,13 +76,13 @@ def _tool(name: str, text: str) -> dict:
 
 
 def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = False,
-             compare: bool = False) -> list[Turn]:
-    """The oracle's turn(s) for one decision item (``compare``: see ``decisions.oracle_completion``)."""
+             long_think: str = "plain") -> list[Turn]:
+    """The oracle's turn(s) for one decision item (``long_think``: ``decisions.LONG_THINKS``)."""
     call = D.oracle_call(item)
     lab = item.label
     if call is None or lab in ("filter", "summary"):
         return [Turn(item.id, lab, D.messages(item, guided=demonstrations),
-                     [D.oracle_completion(item, compare=compare)], [])]
+                     [D.oracle_completion(item, long_think=long_think)], [])]
     if lab == "add":
         mid = f"mem_{r.randrange(1, 60)}"
         result = f"stored as {mid}"
@@ -136,14 +136,17 @@ def retrieve_turn(item: D.DecisionItem, r: random.Random | None = None, *,
 
 def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool = False,
                 long_share: float = 0.5, long_budget: int = 2048,
-                classes: Sequence[str] = D.CLASSES, wide_long: bool = False) -> list[Turn]:
+                classes: Sequence[str] = D.CLASSES, wide_long: bool = False,
+                long_think: str | None = None) -> list[Turn]:
     """``n`` generated items (classes balanced) → oracle turns, plus a retrieve-with-hit turn for
     half of the memory-answered items. Filter/Summary items are generated for a ``long_budget``
     context (the system prompt states it; their history fills 50-80 % of it) and only a
     ``long_share`` of them is kept: a 4k-token context costs ~8 short items on a CPU.
     ``classes`` is the class cycle (``decisions.generate``): repeat a class to weight it;
-    ``wide_long``: Filter/Summary items also use the decision set's ``*_WIDE`` train wordings, and
-    their think names the subject and whether the user asks about it (``compare``)."""
+    ``wide_long``: Filter/Summary items also use the decision set's ``*_WIDE`` train wordings;
+    ``long_think``: how their think reasons (``decisions.LONG_THINKS``; default "subject" with
+    ``wide_long``, else "plain", the v6 data)."""
+    long_think = long_think or ("subject" if wide_long else "plain")
     r = random.Random(f"warm:{seed}")
     out: list[Turn] = []
     long = D.generate(n, seed, split, budget=long_budget, classes=classes, wide=wide_long)
@@ -152,7 +155,7 @@ def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool
             if r.random() >= long_share:
                 continue
             item = long[i]
-        out += turns_of(item, r, demonstrations=demonstrations, compare=wide_long)
+        out += turns_of(item, r, demonstrations=demonstrations, long_think=long_think)
         extra = retrieve_turn(item, r, demonstrations=demonstrations) if r.random() < 0.5 else None
         if extra:
             out.append(extra)
@@ -443,7 +446,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             max_tokens: int = 4096, threads: int = 0, bf16: bool = True, log=print,
             progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None,
             replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000,
-            question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1, wide_long: bool = False) -> dict:
+            question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1, wide_long: bool = False,
+            long_think: str | None = None) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
     ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
@@ -455,7 +459,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     (``train.packing``; same loss and gradients, fewer tokens); an optimizer step still covers
     about four rows (gradient accumulation 4 // pack).
     ``init_adapter``: continue training that PEFT adapter folder (an earlier round) or GGUF LoRA
-    adapter (the shipped policy) instead of new ones. ``wide_long``: see ``build_turns``."""
+    adapter (the shipped policy) instead of new ones. ``wide_long``, ``long_think``: see ``build_turns``."""
     import resource
 
     import torch
@@ -473,7 +477,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     set_threads(threads)
     torch.manual_seed(seed)
     turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget, classes=classes,
-                        wide_long=wide_long)
+                        wide_long=wide_long, long_think=long_think)
     out.mkdir(parents=True, exist_ok=True)
     if replay or stage2:
         extra = stage2_prompts(stage2, question_seed + seed) if stage2 else []
@@ -540,6 +544,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "classes": list(classes), "long_share": long_share,
         "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
         "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
+        "long_think": long_think or ("subject" if wide_long else "plain"),
         "pack": pack, "sequences": len(rows), "tokens_run": packed.get("tokens", n_tokens),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
