@@ -815,7 +815,7 @@ def oracle_call(item: DecisionItem) -> dict | None:
 #: "plain" says the context is long and unrelated / still needed (v6); "subject" names the context's
 #: subject and what the user asks about (focus round C); "quote" names the subject, quotes the user's
 #: turn and asks "Is that about <subject>?" so the choice is one Yes/No written right after the
-#: user's words (a question the base model already half answers: its Yes-No logit margin is higher
+#: user's words (a question v6 already half answers: its Yes-No logit margin is higher
 #: on held-out Summary items than on Filter items).
 LONG_THINKS = ("plain", "subject", "quote")
 
