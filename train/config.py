@@ -157,6 +157,8 @@ class TrainConfig:
         """The warm-start rounds with their defaults filled in (ConfigError on a bad one)."""
         from agemem_lite.decisions import CLASSES, LONG_THINKS
 
+        from .warm_start import resolve_long_think
+
         if not isinstance(self.warm_start, list):
             raise ConfigError("warm_start: a list of tables ([[warm_start]] in TOML)")
         out = []
@@ -181,7 +183,7 @@ class TrainConfig:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number > 0")
             if not isinstance(r["wide_long"], bool):
                 raise ConfigError(f"{where}.wide_long={r['wide_long']!r}: true or false")
-            r["long_think"] = r["long_think"] or ("subject" if r["wide_long"] else "plain")
+            r["long_think"] = resolve_long_think(r["long_think"], r["wide_long"])
             if r["long_think"] not in LONG_THINKS:
                 raise ConfigError(f"{where}.long_think={r['long_think']!r}: one of {', '.join(LONG_THINKS)}")
             for k in ("long_share", "question_retrieve"):

@@ -134,6 +134,12 @@ def retrieve_turn(item: D.DecisionItem, r: random.Random | None = None, *,
                 [prompts.render_tool_result("Retrieve_memory", True, hits)])
 
 
+def resolve_long_think(long_think: str | None, wide_long: bool) -> str:
+    """The Filter/Summary think a round uses: the one asked for, else "subject" with ``wide_long``
+    (round C's data) and "plain" without (v6's data), so older configs build the same turns."""
+    return long_think or ("subject" if wide_long else "plain")
+
+
 def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool = False,
                 long_share: float = 0.5, long_budget: int = 2048,
                 classes: Sequence[str] = D.CLASSES, wide_long: bool = False,
@@ -144,9 +150,8 @@ def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool
     ``long_share`` of them is kept: a 4k-token context costs ~8 short items on a CPU.
     ``classes`` is the class cycle (``decisions.generate``): repeat a class to weight it;
     ``wide_long``: Filter/Summary items also use the decision set's ``*_WIDE`` train wordings;
-    ``long_think``: how their think reasons (``decisions.LONG_THINKS``; default "subject" with
-    ``wide_long``, else "plain", the v6 data)."""
-    long_think = long_think or ("subject" if wide_long else "plain")
+    ``long_think``: how their think reasons (``decisions.LONG_THINKS``; ``resolve_long_think``)."""
+    long_think = resolve_long_think(long_think, wide_long)
     r = random.Random(f"warm:{seed}")
     out: list[Turn] = []
     long = D.generate(n, seed, split, budget=long_budget, classes=classes, wide=wide_long)
@@ -476,6 +481,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     t0 = time.perf_counter()
     set_threads(threads)
     torch.manual_seed(seed)
+    long_think = resolve_long_think(long_think, wide_long)
     turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget, classes=classes,
                         wide_long=wide_long, long_think=long_think)
     out.mkdir(parents=True, exist_ok=True)
@@ -544,7 +550,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "classes": list(classes), "long_share": long_share,
         "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
         "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
-        "long_think": long_think or ("subject" if wide_long else "plain"),
+        "long_think": long_think,
         "pack": pack, "sequences": len(rows), "tokens_run": packed.get("tokens", n_tokens),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
