@@ -139,7 +139,7 @@ def test_subsample_is_seeded_and_keeps_order():
 # -- config ----------------------------------------------------------------------------------------
 
 def test_recipes_load_and_round_trip(tmp_path):
-    for name in ("tiny", "cpu-small", "default", "gpu"):
+    for name in ("tiny", "cpu-small", "default", "gpu", "decision-grpo"):
         cfg = TrainConfig.load(name)
         p = tmp_path / f"{name}.toml"
         p.write_text(dump_toml(cfg))

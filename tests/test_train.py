@@ -144,3 +144,26 @@ def test_init_adapter_takes_a_gguf_lora_as_the_start_and_the_kl_reference(run, s
         assert max(float((kept[k] - step2[k]).abs().max() / (step2[k].abs().max() + 1e-8)) for k in step2) < 2e-3
     finally:
         again.close()
+
+
+def test_decision_rollouts_run_train_items_and_pick_on_heldout_items(settings, tmp_path):
+    """rollouts = "decisions": one step per train-split item, K sampled steps a group, the held-out
+    evaluation on held-out-split items; the log, the held-out completions and best/ are written."""
+    cfg = _tiny(steps=1, rollouts="decisions", n_heldout=2, eval_every=1, n_ctx=8192, decision_budget=1024,
+                tasks_per_step=2, decision_classes=["filter", "summary"])
+    t = GRPOTrainer(cfg, settings, tmp_path / "dec", progress=False)
+    try:
+        t.run()
+    finally:
+        t.close()
+    log = [json.loads(line) for line in (tmp_path / "dec" / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in log if r["type"] == "eval"]
+    step = next(r for r in log if r["type"] == "step")
+    assert [e["step"] for e in evals] == [0, 1] and all(e["n"] == 2 and e["parsed"] == 2 for e in evals)
+    assert [g["task"].split("-")[0] for g in step["groups"]] == ["train", "train"]
+    assert all(len(g["rewards"]) == 2 and set(g["rewards"]) <= {0.0, 0.5, 1.0} for g in step["groups"])
+    assert step["steps_per_episode"] == 1.0
+    held = json.loads((tmp_path / "dec" / "eval" / "step-000000" / "decisions.json").read_text())
+    assert [h["id"].split("-")[0] for h in held] == ["heldout", "heldout"]
+    assert [h["label"] for h in held] == ["add", "update"]
+    assert (tmp_path / "dec" / "best" / "state.json").is_file()

@@ -88,6 +88,14 @@ class TrainConfig:
                          "'progressive': the loss covers stage-1 steps, then stages 1-2, then all.")
     phase_fractions: list = _f([0.34, 0.67], "Where the progressive phases end (fractions of steps).")
     reward: str = _f("all", "'all': every SPEC §5 term; 'answer_only': the ablation R = R_task + P.")
+    rollouts: str = _f("episodes", "'episodes': three-stage episodes with the trajectory reward (SPEC §5-6); "
+                       "'decisions': one step per decision-set train item, reward 1 for the labelled action "
+                       "(train.decision_rollouts; a stage of our own). Then n_train_tasks counts train items, "
+                       "tasks_per_step items per step, n_heldout held-out-split items (at heldout_seed).")
+    decision_classes: list = _f([], "rollouts = 'decisions': the class cycle of the train items (repeat a class "
+                                "to weight it); empty = all seven once.")
+    decision_budget: int = _f(2048, "rollouts = 'decisions': the context budget train items are generated for "
+                              "(Filter/Summary histories fill 50-80 % of it); held-out items use the serving 4096.")
     # -- LoRA -------------------------------------------------------------------------------------
     lora_r: int = _f(16, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA alpha (scale alpha / r).")
@@ -134,6 +142,15 @@ class TrainConfig:
             bad("curriculum", "use 'paper' or 'progressive'")
         if self.reward not in ("all", "answer_only"):
             bad("reward", "use 'all' or 'answer_only'")
+        if self.rollouts not in ("episodes", "decisions"):
+            bad("rollouts", "use 'episodes' or 'decisions'")
+        from agemem_lite.decisions import CLASSES
+
+        if not isinstance(self.decision_classes, list) or any(c not in CLASSES for c in self.decision_classes):
+            bad("decision_classes", f"a list of classes from {', '.join(CLASSES)}")
+        if isinstance(self.decision_budget, bool) or not isinstance(self.decision_budget, int) \
+                or self.decision_budget < 512:
+            bad("decision_budget", "an integer ≥ 512")
         if self.device not in ("auto", "cpu", "cuda"):
             bad("device", "use 'auto', 'cpu' or 'cuda'")
         if self.unsloth not in ("auto", "on", "off"):

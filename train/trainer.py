@@ -19,6 +19,11 @@ One GRPO step:
    clipped ratio objective + β·KL to the reference (the same model with the
    adapters disabled), masked to the generated tokens; AdamW on the LoRA weights.
 
+``rollouts = "decisions"`` swaps the episodes for single decision-set steps
+(``train.decision_rollouts``): a group is K sampled steps on one train item,
+rewarded by its label, and the held-out evaluation is greedy steps on held-out
+items; the rest of the loop (advantages, samples, loss, checkpoints) is the same.
+
 The run folder holds ``config.toml`` (resolved), ``log.jsonl`` (one line per
 step and per held-out evaluation), ``checkpoints/step-NNNNNN/`` (adapter
 safetensors, optimizer state, state.json; ``checkpoints/latest`` names the
@@ -143,6 +148,10 @@ class GRPOTrainer:
         self.params = trainable_parameters(self.model)
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.embedder = load_embedder(self.settings)
+        if cfg.rollouts == "decisions":
+            self._open_decisions()
+            self._opened = True
+            return
         self.train_tasks = [t for b in cfg.benches
                             for t in build_tasks(b, cfg.n_train_tasks, cfg.train_seed, self.embedder,
                                                  n_distractors=self._n_distractors())]
@@ -156,6 +165,17 @@ class GRPOTrainer:
         if overlap:
             raise ConfigError(f"held-out tasks also in training ({sorted(overlap)[:3]}): use another train_seed")
         self._opened = True
+
+    def _open_decisions(self) -> None:
+        """``rollouts = "decisions"``: train-split items (wide wordings too) and held-out-split items;
+        the two splits share no wording or entity (``agemem_lite.decisions``)."""
+        from agemem_lite.decisions import CLASSES, DEFAULT_BUDGET, generate
+
+        cfg = self.cfg
+        self.train_tasks = generate(cfg.n_train_tasks, cfg.train_seed, "train", budget=cfg.decision_budget,
+                                    classes=cfg.decision_classes or CLASSES, wide=True)
+        random.Random(f"order:{cfg.seed}").shuffle(self.train_tasks)
+        self.heldout_items = generate(cfg.n_heldout, cfg.heldout_seed, "heldout", budget=DEFAULT_BUDGET)
 
     def _warm_start(self, folder: Path) -> Path:
         """Supervised warm-start rounds (``train.warm_start``) into ``out/warm_start/round-N``,
@@ -282,11 +302,19 @@ class GRPOTrainer:
         n, tps = len(self.train_tasks), self.cfg.tasks_per_step
         return [self.train_tasks[((step - 1) * tps + i) % n] for i in range(tps)]
 
+    def _sampling_seed(self, step: int, group: int, k: int) -> int:
+        return (self.cfg.seed * 1_000_003 + step * 1009 + group * 101 + k) % (2**31 - 1)
+
     def _rollouts(self, step: int, policy) -> dict:
         from agemem_lite.episodes import run_episode
         from agemem_lite.memory.store import MemoryStore
 
         cfg = self.cfg
+        if cfg.rollouts == "decisions":
+            from .decision_rollouts import rollout_groups
+
+            return rollout_groups(policy, self._tasks_for(step), cfg.k, lambda g, k: self._sampling_seed(step, g, k),
+                                  guided=self.episode_cfg.demonstrations)
         scratch = self.out / "scratch"
         scratch.mkdir(exist_ok=True)
         groups: dict = {}
@@ -298,7 +326,7 @@ class GRPOTrainer:
                     p.unlink()
                 store = MemoryStore(db, dim=getattr(self.embedder, "dim", 384), synchronous="NORMAL")
                 try:
-                    policy.seed = (cfg.seed * 1_000_003 + step * 1009 + gi * 101 + k) % (2**31 - 1)
+                    policy.seed = self._sampling_seed(step, gi, k)
                     ec = dataclasses.replace(self.episode_cfg, seed=k, today="2025-01-01")
                     eps.append(run_episode(policy, store, self.embedder, task, ec, settings=self.rollout_settings))
                 finally:
@@ -412,7 +440,7 @@ class GRPOTrainer:
         """Greedy episodes of the held-out tasks through the eval harness (method agemem)."""
         from agemem_lite.eval.harness import run_eval
 
-        if not self.cfg.heldout_benches or self.cfg.n_heldout < 1:
+        if self.cfg.n_heldout < 1 or (self.cfg.rollouts == "episodes" and not self.cfg.heldout_benches):
             return {}
         adapter = self._adapter_gguf(self.out / "eval-adapter.gguf")
         policy = self._policy(adapter)
@@ -420,6 +448,8 @@ class GRPOTrainer:
         out = self.out / "eval" / f"step-{self.step:06d}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
+        if self.cfg.rollouts == "decisions":
+            return self._evaluate_decisions(policy, adapter, out, t0)
         try:
             res = run_eval(policy, self.embedder, list(self.cfg.heldout_benches), ["agemem"], n=self.cfg.n_heldout,
                            seed=self.cfg.heldout_seed, out_dir=out, settings=self.rollout_settings,
@@ -439,6 +469,26 @@ class GRPOTrainer:
                                 "reward": _mean(r["metrics"]["reward"] for r in res.records if r["bench"] == b)}
                             for b in dict.fromkeys(r["bench"] for r in res.records)},
                "eval_s": round(time.perf_counter() - t0, 1), "judge": "token F1 / EM vs gold; MQ coverage@0.6"}
+        return self._log_eval(rec, adapter)
+
+    def _evaluate_decisions(self, policy, adapter: Path | None, out: Path, t0: float) -> dict:
+        """Greedy steps on the held-out-split items (``rollouts = "decisions"``)."""
+        from .decision_rollouts import heldout_record, sample_step
+
+        try:
+            rolls = [sample_step(policy, it, guided=self.episode_cfg.demonstrations) for it in self.heldout_items]
+        finally:
+            policy.close()
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "decisions.json", [{"id": r.item.id, "label": r.item.label, "action": r.action,
+                                              "reward": r.reward.total, "completion": r.steps[0].completion}
+                                             for r in rolls])
+        rec = {"type": "eval", "step": self.step, **heldout_record(rolls), "eval_s": round(time.perf_counter() - t0, 1),
+               "judge": "decision label (1 right action, 0.5 right action with the wrong id)"}
+        return self._log_eval(rec, adapter)
+
+    def _log_eval(self, rec: dict, adapter: Path | None) -> dict:
+        """Log a held-out record; a better mean reward than any before makes this checkpoint ``best/``."""
         self._append_log(rec)
         if rec["reward_mean"] is not None and (self.best is None or rec["reward_mean"] > self.best):
             self.best = rec["reward_mean"]
@@ -513,6 +563,9 @@ def _fmt(x) -> str:
 def _eval_line(rec: dict) -> str:
     if not rec:
         return "held-out evaluation skipped"
+    if "accuracy" in rec:
+        return (f"held-out @ step {rec['step']}: reward {_fmt(rec['reward_mean'])}, right action "
+                f"{_fmt(rec['accuracy'])} (n={rec['n']}; {', '.join(f'{c} {v}' for c, v in rec['per_class'].items())})")
     return (f"held-out @ step {rec['step']}: reward {_fmt(rec['reward_mean'])}, F1 {_fmt(rec['f1'])}, "
             f"EM {_fmt(rec['em'])}, MQ {_fmt(rec['mq'])}, answered {_fmt(rec['answered'])} (n={rec['n']})")
 
