@@ -75,3 +75,5 @@ def test_config_rejects_unknown_rollouts_and_classes():
         TrainConfig.load("tiny", ['decision_classes=["filter", "sumary"]'])
     with pytest.raises(ConfigError, match="decision_budget"):
         TrainConfig.load("tiny", ["decision_budget=100"])
+    with pytest.raises(ConfigError, match="n_ctx"):
+        TrainConfig.load("tiny", ["rollouts=decisions"])   # tiny's n_ctx 2048 cannot hold a long item

@@ -151,6 +151,10 @@ class TrainConfig:
         if isinstance(self.decision_budget, bool) or not isinstance(self.decision_budget, int) \
                 or self.decision_budget < 512:
             bad("decision_budget", "an integer ≥ 512")
+        if self.rollouts == "decisions" and self.n_ctx < 2 * max(self.decision_budget, 4096):
+            # histories are sized in estimated tokens (4 characters each); invented names tokenise worse
+            bad("n_ctx", f"rollouts = 'decisions' needs n_ctx ≥ {2 * max(self.decision_budget, 4096)} (twice the "
+                "larger of decision_budget and the held-out items' 4096) so the longest items fit")
         if self.device not in ("auto", "cpu", "cuda"):
             bad("device", "use 'auto', 'cpu' or 'cuda'")
         if self.unsloth not in ("auto", "on", "off"):
