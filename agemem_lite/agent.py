@@ -221,13 +221,8 @@ class Agent:
         self.context.append("assistant", comp.text)
         for r in results:
             self.context.append("tool", prompts.render_tool_result(r.name, r.ok, r.text))
-        return Step(index=index, prompt=prompt, completion=comp.text, kind=parsed.kind,
-                    think=parsed.think, calls=[c.to_dict() for c in parsed.calls],
-                    results=[r.to_dict() for r in results], answer=parsed.answer, error=parsed.error,
-                    prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens,
-                    context_tokens=context_tokens, reused_prompt_tokens=comp.reused_prompt_tokens,
-                    generate_s=comp.seconds, first_token_s=comp.first_token_s, tools_s=tools_s,
-                    segments=[list(p) for p in comp.extra.get("segments", [])])
+        return Step.from_completion(index, prompt, comp, parsed, results=[r.to_dict() for r in results],
+                                    context_tokens=context_tokens, tools_s=tools_s)
 
     def _drop_thinks(self) -> None:
         for m in self.context.messages:

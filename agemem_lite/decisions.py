@@ -874,7 +874,11 @@ class Decision:
 
 def classify(text: str) -> Decision:
     """The first tool call's class ("other" for an unknown tool), "answer", or unparsed."""
-    p = parse_step(text)
+    return classify_parsed(parse_step(text))
+
+
+def classify_parsed(p) -> Decision:
+    """``classify`` of a step already parsed (``protocol.ParsedStep``)."""
     if p.error:
         return Decision(False, "unparsed")
     if p.answer is not None:
@@ -1032,5 +1036,5 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
 
 
 __all__ = ["CLASSES", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "LONG_THINKS", "POOLS", "PREDICTED", "SPLITS",
-           "TODAY", "classify", "est_tokens", "generate", "messages", "natural_items", "oracle_call",
+           "TODAY", "classify", "classify_parsed", "est_tokens", "generate", "messages", "natural_items", "oracle_call",
            "oracle_completion", "parse_bench", "render_report", "run_bench", "run_decisions", "same_id", "score"]

@@ -40,6 +40,17 @@ class Step:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_completion(cls, index: int, prompt: list[dict], comp, parsed, **extra) -> "Step":
+        """The step a ``policy.Completion`` and its ``protocol.ParsedStep`` make (``extra``: the
+        caller's own fields, e.g. tool results and timings)."""
+        return cls(index=index, prompt=prompt, completion=comp.text, kind=parsed.kind, think=parsed.think,
+                   calls=[c.to_dict() for c in parsed.calls], answer=parsed.answer, error=parsed.error,
+                   prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens,
+                   reused_prompt_tokens=comp.reused_prompt_tokens, generate_s=comp.seconds,
+                   first_token_s=comp.first_token_s,
+                   segments=[list(x) for x in comp.extra.get("segments", [])], **extra)
+
 
 @dataclass
 class Turn:

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from agemem_lite.decisions import DecisionItem, classify, messages, same_id
+from agemem_lite.decisions import Decision, DecisionItem, classify, classify_parsed, messages, same_id
+from agemem_lite.protocol import parse_step
 from agemem_lite.records import Step
 
 #: Reward of a step that takes the right class but names the wrong memory (Update/Delete).
@@ -37,7 +38,10 @@ class DecisionScore:
 def decision_reward(item: DecisionItem, text: str) -> DecisionScore:
     """1 for the labelled action (Update/Delete: with the labelled id; the wrong id earns
     ``WRONG_ID_REWARD``), 0 for any other action or a step that does not parse."""
-    d = classify(text)
+    return _score(item, classify(text))
+
+
+def _score(item: DecisionItem, d: Decision) -> DecisionScore:
     if d.action != item.label:
         return DecisionScore(0.0, 0.0)
     if item.label in ("update", "delete") and not same_id(d.memory_id, item.target_id):
@@ -61,18 +65,13 @@ class DecisionRollout:
 
 
 def sample_step(policy, item: DecisionItem, *, guided: bool) -> DecisionRollout:
-    """Run ``policy.step`` on the item's serving context and score it."""
-    from agemem_lite.protocol import parse_step
-
+    """Run ``policy.step`` on the item's serving context and score it (the text is parsed once)."""
     ctx = messages(item, guided=guided)
     comp = policy.step(ctx)
-    p = parse_step(comp.text)
-    step = Step(index=0, prompt=ctx, completion=comp.text, kind=p.kind, stage="decision", think=p.think,
-                calls=[{"name": c.name, "arguments": c.arguments} for c in p.calls],
-                answer=p.answer, error=p.error, prompt_tokens=comp.prompt_tokens,
-                completion_tokens=comp.completion_tokens,
-                segments=[list(s) for s in comp.extra.get("segments", [])])
-    return DecisionRollout(item, [step], decision_reward(item, comp.text), classify(comp.text).action)
+    parsed = parse_step(comp.text)
+    d = classify_parsed(parsed)
+    step = Step.from_completion(0, ctx, comp, parsed, stage="decision")
+    return DecisionRollout(item, [step], _score(item, d), d.action)
 
 
 def rollout_groups(policy, items: Sequence[DecisionItem], k: int, seed_of, *, guided: bool) -> dict:
