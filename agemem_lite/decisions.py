@@ -59,7 +59,10 @@ Decisions (why):
 - Scoring: the first tool call's name decides the predicted class (an answer is
   "answer", an unknown tool "other", text that does not parse "unparsed"); id
   accuracy is over Update/Delete items whose predicted class is right, with ids
-  compared as the tools compare them (``parse_memory_id``: "mem_7" == "7").
+  compared as the tools compare them (``parse_memory_id``: "mem_7" == "7"). An Add or
+  Update with the right class can still store the wrong thing (a shown distractor's
+  sentence, the old value): "content keeps the new value" checks that every word and
+  number of the item's ``value`` is in the call's content.
 - The natural set is hand-written and hand-checked (user words, shown memories,
   labels); only the long histories of its Filter/Summary items are generated (around
   hand-written subjects), since hand-writing 2,000-token pastes adds nothing.
@@ -69,6 +72,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -124,6 +128,7 @@ class DecisionItem:
     kind: str = ""                     # the think's "Kind:" (prompts.THINK_KINDS)
     basis: str = ""                    # answer: "memory" | "history" | "chat" | "general"; filter/summary: S
     memory_type: str = ""              # add: memory_type of the new fact
+    value: str = ""                    # add/update: the new value the stored content must carry
     fact: str = ""                     # fact type (city, pet, ...) where there is one
     budget: int = DEFAULT_BUDGET       # the budget the history was sized for
     entities: list[str] = field(default_factory=list)   # every invented name / pool value used
@@ -605,7 +610,7 @@ def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
             fid, frame = b.frame("add")
             pi, ph = b.phrasing(fact, "add")
             item.user, item.kind = _cap(frame.format(s=ph.format(**s))), "new fact"
-            item.gold, item.memory_type = fact.sentence.format(**s), fact.memory_type
+            item.gold, item.memory_type, item.value = fact.sentence.format(**s), fact.memory_type, s["v"]
         else:
             fid, frame = b.frame("ask")
             pi, ph = b.phrasing(fact, "ask")
@@ -625,7 +630,7 @@ def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
         item.user = _cap(frame.format(s=ph.format(**s)))
         item.template = f"{label}.{fid}+{fact.name}.{pi}"
         if label == "update":
-            item.kind, item.gold = "changed fact", fact.sentence.format(**s)
+            item.kind, item.gold, item.value = "changed fact", fact.sentence.format(**s), s["v"]
         else:
             item.kind, item.gold = "obsolete fact", old
     else:  # answer from a shown memory or from the conversation
@@ -675,9 +680,9 @@ def generate(n: int, seed: int = 0, split: str = "heldout", *, budget: int = DEF
 # --------------------------------------------------------------------------- natural set
 
 def _nat(label: str, user: str, shown=(), *, target: str | None = None, gold: str, kind: str,
-         basis: str = "", memory_type: str = "", history=()) -> dict:
+         basis: str = "", memory_type: str = "", history=(), value: str = "") -> dict:
     return dict(label=label, user=user, shown=list(shown), target_id=target, gold=gold, kind=kind,
-                basis=basis, memory_type=memory_type, history=list(history))
+                basis=basis, memory_type=memory_type, history=list(history), value=value)
 
 
 _HI = [user_message("hi!", []), answer_message("Hi! How can I help?")]
@@ -685,29 +690,31 @@ _HI = [user_message("hi!", []), answer_message("Hi! How can I help?")]
 _NATURAL = [
     _nat("add", "ugh, started the new job at the hospital, I'm a night-shift nurse now",
          [("mem_7", "The user's favourite food is pho.")],
-         gold="The user works as a night-shift nurse at the hospital.",
+         gold="The user works as a night-shift nurse at the hospital.", value="nurse",
          kind="new fact", memory_type="fact"),
     _nat("add", "fyi my daughter's name is Lina, she turns 6 in May", [],
-         gold="The user's daughter Lina turns 6 in May.", kind="new fact", memory_type="fact"),
+         gold="The user's daughter Lina turns 6 in May.", kind="new fact", memory_type="fact", value="Lina"),
     _nat("add", "I'm allergic to shellfish, keep that in mind when you suggest recipes", [],
-         gold="The user is allergic to shellfish.", kind="new fact", memory_type="fact", history=_HI),
+         gold="The user is allergic to shellfish.", kind="new fact", memory_type="fact", history=_HI,
+         value="shellfish"),
     _nat("add", "We adopted a rescue greyhound called Biscuit on Saturday!!",
          [("mem_12", "The user's sister Ana lives in Porto."),
           ("mem_3", "The user works as a senior designer at Brightloom.")],
-         gold="The user adopted a rescue greyhound called Biscuit.", kind="new fact", memory_type="event"),
+         gold="The user adopted a rescue greyhound called Biscuit.", kind="new fact", memory_type="event",
+         value="Biscuit"),
     _nat("update", "actually we ended up moving to Leeds, not Manchester",
          [("mem_4", "The user lives in Manchester."), ("mem_19", "The user's partner is Sam.")], target="mem_4",
-         gold="The user lives in Leeds.", kind="changed fact"),
+         gold="The user lives in Leeds.", kind="changed fact", value="Leeds"),
     _nat("update", "my gym switched me to Thursday evenings",
          [("mem_22", "The user goes to the gym on Tuesday evenings.")], target="mem_22",
-         gold="The user goes to the gym on Thursday evenings.", kind="changed fact"),
+         gold="The user goes to the gym on Thursday evenings.", kind="changed fact", value="Thursday"),
     _nat("update", "Got promoted!! I'm head of design now instead of senior designer",
          [("mem_8", "The user has a dentist appointment with Dr. Okafor on Friday at 3pm."),
           ("mem_3", "The user works as a senior designer at Brightloom.")], target="mem_3",
-         gold="The user works as head of design at Brightloom.", kind="changed fact"),
+         gold="The user works as head of design at Brightloom.", kind="changed fact", value="head of design"),
     _nat("update", "Mum's birthday is the 14th of June, not the 4th, I got it wrong earlier",
          [("mem_30", "The user's mother's birthday is June 4."), ("mem_2", "The user is learning Korean.")],
-         target="mem_30", gold="The user's mother's birthday is June 14.", kind="changed fact"),
+         target="mem_30", gold="The user's mother's birthday is June 14.", kind="changed fact", value="June 14"),
     _nat("delete", "sold the motorbike last month",
          [("mem_9", "The user rides a red Ducati motorbike."), ("mem_4", "The user lives in Manchester.")],
          target="mem_9", gold="The user rides a red Ducati motorbike.", kind="obsolete fact"),
@@ -870,6 +877,7 @@ class Decision:
     parsed: bool
     action: str
     memory_id: str | None = None
+    content: str | None = None     # the first call's "content" argument (Add/Update), when a string
 
 
 def classify(text: str) -> Decision:
@@ -884,8 +892,9 @@ def classify_parsed(p) -> Decision:
     if p.answer is not None:
         return Decision(True, "answer")
     call = p.calls[0]
-    mid = call.arguments.get("memory_id")
-    return Decision(True, TOOL_CLASS.get(call.name, "other"), None if mid is None else str(mid))
+    mid, content = call.arguments.get("memory_id"), call.arguments.get("content")
+    return Decision(True, TOOL_CLASS.get(call.name, "other"), None if mid is None else str(mid),
+                    content if isinstance(content, str) else None)
 
 
 def same_id(a, b) -> bool:
@@ -894,6 +903,16 @@ def same_id(a, b) -> bool:
         return parse_memory_id(a) == parse_memory_id(b)
     except (ValueError, TypeError):
         return False
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+|[0-9]+", text.lower()))
+
+
+def carries_value(content: str | None, value: str) -> bool:
+    """Whether stored content keeps the user's new value: every word and number of ``value``
+    occurs in it, case-insensitively ("June 14" is in "...birthday is the 14th of June")."""
+    return bool(value) and content is not None and _words(value) <= _words(content)
 
 
 def _share(k: int, n: int) -> float | None:
@@ -907,11 +926,14 @@ def score(items: Sequence[DecisionItem], decisions: Sequence[Decision]) -> dict:
     n = len(items)
     confusion = {g: {p: 0 for p in PREDICTED} for g in CLASSES}
     right = Counter()
-    id_n = id_ok = strict = 0
+    id_n = id_ok = strict = value_n = value_ok = 0
     for it, d in zip(items, decisions):
         confusion[it.label][d.action] += 1
         if d.action == it.label:
             right[it.label] += 1
+            if it.label in ("add", "update") and it.value:
+                value_n += 1
+                value_ok += carries_value(d.content, it.value)
             if it.label in ("update", "delete"):
                 id_n += 1
                 ok = same_id(d.memory_id, it.target_id)
@@ -929,6 +951,7 @@ def score(items: Sequence[DecisionItem], decisions: Sequence[Decision]) -> dict:
         "per_class": {c: {"n": counts[c], "correct": right[c], "accuracy": _share(right[c], counts[c])}
                       for c in CLASSES},
         "id": {"n": id_n, "correct": id_ok, "accuracy": _share(id_ok, id_n)},
+        "value": {"n": value_n, "correct": value_ok, "accuracy": _share(value_ok, value_n)},
         "confusion": confusion,
     }
 
@@ -945,7 +968,9 @@ def render_report(scores: dict, title: str = "decisions") -> str:
              f"- action accuracy: {_pct(s['accuracy'])} ({s['correct']}/{s['n']})",
              f"- id accuracy (update/delete with the right action): {_pct(s['id']['accuracy'])} "
              f"({s['id']['correct']}/{s['id']['n']})",
-             f"- action and id right: {_pct(s['strict_accuracy'])} ({s['strict_correct']}/{s['n']})", "",
+             f"- action and id right: {_pct(s['strict_accuracy'])} ({s['strict_correct']}/{s['n']})",
+             f"- content keeps the new value (add/update with the right action): "
+             f"{_pct(s['value']['accuracy'])} ({s['value']['correct']}/{s['value']['n']})", "",
              "| class | n | right | accuracy |", "|---|---|---|---|"]
     lines += [f"| {c} | {v['n']} | {v['correct']} | {_pct(v['accuracy'])} |" for c, v in s["per_class"].items()]
     lines += ["", "Confusion (rows: gold, columns: predicted):", "",
@@ -978,9 +1003,11 @@ def run_decisions(policy, items: Sequence[DecisionItem], *, today: str = TODAY, 
         records.append({"id": it.id, "split": it.split, "label": it.label, "template": it.template,
                         "target_id": it.target_id, "user": it.user, "completion": comp.text,
                         "parsed": d.parsed, "action": d.action, "memory_id": d.memory_id,
-                        "correct": d.action == it.label,
+                        "content": d.content, "correct": d.action == it.label,
                         "id_correct": same_id(d.memory_id, it.target_id) if it.label in ("update", "delete")
                         and d.action == it.label else None,
+                        "value_correct": carries_value(d.content, it.value) if it.label in ("add", "update")
+                        and it.value and d.action == it.label else None,
                         "prompt_tokens": comp.prompt_tokens, "seconds": round(time.perf_counter() - t0, 3)})
     if progress:
         progress(len(items), len(items), "done")
@@ -1035,6 +1062,7 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
     return text, result
 
 
-__all__ = ["CLASSES", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "LONG_THINKS", "POOLS", "PREDICTED", "SPLITS",
-           "TODAY", "classify", "classify_parsed", "est_tokens", "generate", "messages", "natural_items", "oracle_call",
-           "oracle_completion", "parse_bench", "render_report", "run_bench", "run_decisions", "same_id", "score"]
+__all__ = ["CLASSES", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "LONG_THINKS", "POOLS", "PREDICTED",
+           "SPLITS", "TODAY", "carries_value", "classify", "classify_parsed", "est_tokens", "generate", "messages",
+           "natural_items", "oracle_call", "oracle_completion", "parse_bench", "render_report", "run_bench",
+           "run_decisions", "same_id", "score"]

@@ -70,6 +70,7 @@ def test_hand_checked_generated_cases():
     assert upd.user == "Update: my sister Boxsku moved from Fymzhaesmere to Guxrouthmere."
     assert upd.label == "update" and dict(upd.shown)[upd.target_id] == "The user's sister Boxsku lives in Fymzhaesmere."
     assert upd.gold == "The user's sister Boxsku lives in Guxrouthmere."
+    assert (add.value, upd.value) == ("Durnskothmere", "Guxrouthmere")   # what the stored content must keep
     assert dele.user == "I gave up on Greek." and dele.label == "delete"
     assert dict(dele.shown)[dele.target_id] == "The user is learning Greek." and len(dele.shown) == 2
 
@@ -262,6 +263,16 @@ def test_oracle_completions_parse_and_score_perfectly(train, heldout):
     assert s["parse_share"] == s["accuracy"] == s["strict_accuracy"] == s["id"]["accuracy"] == 1.0
     assert s["id"]["n"] == sum(it.label in ("update", "delete") for it in items)
     assert all(v["accuracy"] == 1.0 for v in s["per_class"].values())
+    # every add/update names the value its content must keep, and the oracle's content keeps it
+    assert s["value"]["n"] == sum(it.label in ("add", "update") for it in items) and s["value"]["accuracy"] == 1.0
+
+
+def test_carries_value_compares_words_and_numbers():
+    assert D.carries_value("The user's mother's birthday is the 14th of June.", "June 14")
+    assert D.carries_value("The user works as Head of Design.", "head of design")
+    assert not D.carries_value("The user's mother's birthday is June 4.", "June 14")
+    assert not D.carries_value("The user's partner is Reinmou.", "risotto")
+    assert not D.carries_value(None, "Leeds") and not D.carries_value("The user lives in Leeds.", "")
 
 
 def test_classify_maps_steps_to_classes():
@@ -273,20 +284,21 @@ def test_classify_maps_steps_to_classes():
            '{"name": "Update_memory", "arguments": {"memory_id": "mem_3", "content": "b"}}]</tool_call>')
     assert D.classify(two) == D.Decision(True, "retrieve")      # the first call decides
     upd = '<tool_call>{"name": "Update_memory", "arguments": {"memory_id": 7, "content": "b"}}</tool_call>'
-    assert D.classify(upd) == D.Decision(True, "update", "7")
+    assert D.classify(upd) == D.Decision(True, "update", "7", "b")
     assert D.same_id("7", "mem_7") and D.same_id(" mem_7 ", "mem_7") and not D.same_id("mem_8", "mem_7")
     assert not D.same_id(None, "mem_7") and not D.same_id("sister_birthday", "mem_7")
 
 
 def test_score_matches_hand_computed_numbers():
-    mk = lambda label, target=None: D.DecisionItem(id=label, split="train", label=label, user="u",  # noqa: E731
-                                                   target_id=target)
-    items = [mk("add"), mk("add"), mk("update", "mem_3"), mk("update", "mem_4"), mk("delete", "mem_5"),
+    mk = lambda label, target=None, value="": D.DecisionItem(id=label, split="train", label=label,  # noqa: E731
+                                                             user="u", target_id=target, value=value)
+    items = [mk("add", value="Leeds"), mk("add"), mk("update", "mem_3", "Thursday"), mk("update", "mem_4", "nurse"),
+             mk("delete", "mem_5"),
              mk("retrieve"), mk("answer"), mk("filter"), mk("summary"), mk("summary")]
-    decisions = [D.Decision(True, "add"),                 # right
+    decisions = [D.Decision(True, "add", None, "The user lives in Leeds."),     # right, keeps the value
                  D.Decision(True, "retrieve"),            # wrong
-                 D.Decision(True, "update", "mem_3"),     # right, right id
-                 D.Decision(True, "update", "mem_9"),     # right, wrong id
+                 D.Decision(True, "update", "mem_3", "gym on Tuesday"),       # right, right id, lost the value
+                 D.Decision(True, "update", "mem_9", "A night-shift NURSE"),  # right, wrong id, keeps it
                  D.Decision(True, "update", "mem_5"),     # wrong class
                  D.Decision(True, "retrieve"),            # right
                  D.Decision(False, "unparsed"),           # unparsed
@@ -298,6 +310,7 @@ def test_score_matches_hand_computed_numbers():
     assert (s["correct"], s["accuracy"]) == (5, 0.5)
     assert (s["strict_correct"], s["strict_accuracy"]) == (4, 0.4)
     assert s["id"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert s["value"] == {"n": 3, "correct": 2, "accuracy": 2 / 3}
     pc = s["per_class"]
     assert pc["add"] == {"n": 2, "correct": 1, "accuracy": 0.5}
     assert pc["update"] == {"n": 2, "correct": 2, "accuracy": 1.0}
@@ -309,6 +322,7 @@ def test_score_matches_hand_computed_numbers():
     report = D.render_report(s, "train split")
     assert "### train split (n = 10)" in report and "steps that parse: 90.0 % (9/10)" in report
     assert "| update | 2 | 2 | 100.0 % |" in report and "(1/2)" in report
+    assert "content keeps the new value (add/update with the right action): 66.7 % (2/3)" in report
     assert "| delete | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |" in report
     assert "| retrieve | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |" not in report
     with pytest.raises(ValueError):
