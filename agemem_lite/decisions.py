@@ -826,6 +826,13 @@ def oracle_call(item: DecisionItem) -> dict | None:
 #: on held-out Summary items than on Filter items).
 LONG_THINKS = ("plain", "subject", "quote")
 
+#: How an Add/Update think reasons (warm-start data): "plain" names the shown memories or the
+#: target only (v6); "value" also writes the user's new value down before the call ("The new fact:
+#: risotto."), because a policy trained on "plain" stored a shown memory's sentence (a distractor,
+#: or the target with its old value) on most held-out Adds/Updates it classed right: its content
+#: copies the memory line its think just named, and the new value is nowhere near.
+FACT_THINKS = ("plain", "value")
+
 
 def _long_reason(item: DecisionItem, think: str) -> str:
     lab, basis = item.label, item.basis
@@ -841,14 +848,17 @@ def _long_reason(item: DecisionItem, think: str) -> str:
     return "The context is long but still needed, so summarise it."
 
 
-def _reason(item: DecisionItem, long_think: str = "plain") -> str:
+def _reason(item: DecisionItem, long_think: str = "plain", fact_think: str = "plain") -> str:
     lab, shown = item.label, [m for m, _ in item.shown]
     if lab in ("filter", "summary"):
         return _long_reason(item, long_think)
+    new = f" The new fact: {item.value}." if fact_think == "value" and item.value else ""
     if lab == "add":
-        return f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else. Store it." \
-            if shown else "Store it."
+        return (f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else.{new} Store it."
+                if shown else f"{new.lstrip()} Store it.".lstrip())
     if lab == "update":
+        if new:
+            return f"{item.target_id} is out of date; the new value is {item.value}, so update it."
         return f"{item.target_id} is out of date, so update it."
     if lab == "delete":
         return f"{item.target_id} is no longer true, so delete it."
@@ -858,12 +868,15 @@ def _reason(item: DecisionItem, long_think: str = "plain") -> str:
             "chat": "Nothing to store.", "general": "It needs no memory."}[item.basis]
 
 
-def oracle_completion(item: DecisionItem, *, long_think: str = "plain") -> str:
+def oracle_completion(item: DecisionItem, *, long_think: str = "plain", fact_think: str = "plain") -> str:
     """The right step as protocol text (guided "Kind:" think + call or answer): SFT targets.
-    ``long_think``: how a Filter/Summary think reasons (``LONG_THINKS``)."""
+    ``long_think``: how a Filter/Summary think reasons (``LONG_THINKS``); ``fact_think``: how an
+    Add/Update think reasons (``FACT_THINKS``)."""
     if long_think not in LONG_THINKS:
         raise ValueError(f"long_think {long_think!r}: choose from {', '.join(LONG_THINKS)}")
-    think = f"Kind: {item.kind}. {_reason(item, long_think)}"
+    if fact_think not in FACT_THINKS:
+        raise ValueError(f"fact_think {fact_think!r}: choose from {', '.join(FACT_THINKS)}")
+    think = f"Kind: {item.kind}. {_reason(item, long_think, fact_think)}"
     call = oracle_call(item)
     return render_step(think, calls=[call]) if call else render_step(think, answer=item.gold)
 
@@ -1062,7 +1075,7 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
     return text, result
 
 
-__all__ = ["CLASSES", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "LONG_THINKS", "POOLS", "PREDICTED",
-           "SPLITS", "TODAY", "carries_value", "classify", "classify_parsed", "est_tokens", "generate", "messages",
-           "natural_items", "oracle_call", "oracle_completion", "parse_bench", "render_report", "run_bench",
-           "run_decisions", "same_id", "score"]
+__all__ = ["CLASSES", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "FACT_THINKS", "LONG_THINKS", "POOLS",
+           "PREDICTED", "SPLITS", "TODAY", "carries_value", "classify", "classify_parsed", "est_tokens", "generate",
+           "messages", "natural_items", "oracle_call", "oracle_completion", "parse_bench", "render_report",
+           "run_bench", "run_decisions", "same_id", "score"]

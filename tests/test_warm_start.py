@@ -128,6 +128,27 @@ def test_quote_turns_quote_the_user_then_answer_yes_for_summary_and_no_for_filte
         D.oracle_completion(items[long[0].item_id], long_think="guess")
 
 
+def test_value_thinks_write_the_new_value_before_the_call():
+    """``fact_think="value"``: an Add/Update think writes the user's new value down, and the call's
+    content keeps it; every other turn is v6's turn."""
+    value = build_turns(42, 3, fact_think="value")
+    plain = build_turns(42, 3)
+    items = {it.id: it for it in D.generate(42, 3, "train")}
+    writes = [t for t in value if t.label in ("add", "update")]
+    assert {t.label for t in writes} == {"add", "update"}
+    for t in writes:
+        it, step = items[t.item_id], t.steps[0]
+        assert it.value and (f"The new fact: {it.value}." in step or f"the new value is {it.value}," in step)
+        d = D.classify(step)
+        assert d.action == t.label and D.carries_value(d.content, it.value)
+    assert not any("The new fact" in t.steps[0] or "new value" in t.steps[0] for t in plain)
+    assert [t.steps for t in value if t.label not in ("add", "update")] == \
+        [t.steps for t in plain if t.label not in ("add", "update")]
+    assert [t.context for t in value] == [t.context for t in plain]
+    with pytest.raises(ValueError, match="fact_think"):
+        D.oracle_completion(items[writes[0].item_id], fact_think="guess")
+
+
 def test_question_turns_answer_the_episode_question_in_its_short_form():
     from agemem_lite import prompts
     from agemem_lite.eval.harness import build_tasks
@@ -277,6 +298,11 @@ def test_config_rules_for_the_warm_start():
     thinks = [r["long_think"] for r in TrainConfig.load("tiny", {"warm_start": [
         {"items": 7}, {"items": 7, "wide_long": True}, {"items": 7, "long_think": "quote"}]}).warm_start_rounds()]
     assert thinks == ["plain", "subject", "quote"]
+    with pytest.raises(ConfigError, match="fact_think='guess'"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "fact_think": "guess"}]})
+    facts = [r["fact_think"] for r in TrainConfig.load("tiny", {"warm_start": [
+        {"items": 7}, {"items": 7, "fact_think": "value"}]}).warm_start_rounds()]
+    assert facts == ["plain", "value"]
     shipped = "models/adapters/agemem-0.5b.lora.gguf"   # a warm-start round may continue the shipped policy
     assert TrainConfig.load("tiny", {"warm_start": [{"items": 7}], "init_adapter": shipped}).init_adapter == shipped
     with pytest.raises(ConfigError, match="unknown key"):

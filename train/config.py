@@ -29,11 +29,12 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: pack: up to that many turns that share the system prompt run as one sequence (train.packing).
 #: wide_long: Filter/Summary items also use the decision set's *_WIDE train wordings (v6 ran without);
 #: long_think: how their think reasons, one of decisions.LONG_THINKS (default: "subject" with
-#: wide_long, else "plain", the v6 data).
+#: wide_long, else "plain", the v6 data); fact_think: how an Add/Update think reasons, one of
+#: decisions.FACT_THINKS ("plain", the v6 data, or "value": the think writes the new value down).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
                        "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1,
-                       "wide_long": False, "long_think": None}
+                       "wide_long": False, "long_think": None, "fact_think": "plain"}
 
 
 def _f(default, help: str):
@@ -61,7 +62,7 @@ class TrainConfig:
     warm_start: list = _f([], "Supervised warm-start rounds before GRPO, each continuing the adapter of the "
                           "one before: tables with items (decision-set train items, required), seed, epochs, "
                           "lr, classes (the class cycle; repeat a class to weight it), long_share, "
-                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long, long_think (defaults: WARM_START_DEFAULTS). "
+                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long, long_think, fact_think (defaults: WARM_START_DEFAULTS). "
                           "Empty = no warm start.")
     init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) or GGUF LoRA "
                            "adapter (e.g. models/adapters/agemem-0.5b.lora.gguf, the shipped policy) instead "
@@ -176,7 +177,7 @@ class TrainConfig:
 
     def warm_start_rounds(self) -> list[dict]:
         """The warm-start rounds with their defaults filled in (ConfigError on a bad one)."""
-        from agemem_lite.decisions import CLASSES, LONG_THINKS
+        from agemem_lite.decisions import CLASSES, FACT_THINKS, LONG_THINKS
 
         from .warm_start import resolve_long_think
 
@@ -207,6 +208,8 @@ class TrainConfig:
             r["long_think"] = resolve_long_think(r["long_think"], r["wide_long"])
             if r["long_think"] not in LONG_THINKS:
                 raise ConfigError(f"{where}.long_think={r['long_think']!r}: one of {', '.join(LONG_THINKS)}")
+            if r["fact_think"] not in FACT_THINKS:
+                raise ConfigError(f"{where}.fact_think={r['fact_think']!r}: one of {', '.join(FACT_THINKS)}")
             for k in ("long_share", "question_retrieve"):
                 if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or not 0 <= r[k] <= 1:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number in [0, 1]")

@@ -76,8 +76,9 @@ def _tool(name: str, text: str) -> dict:
 
 
 def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = False,
-             long_think: str = "plain") -> list[Turn]:
-    """The oracle's turn(s) for one decision item (``long_think``: ``decisions.LONG_THINKS``)."""
+             long_think: str = "plain", fact_think: str = "plain") -> list[Turn]:
+    """The oracle's turn(s) for one decision item (``long_think``: ``decisions.LONG_THINKS``;
+    ``fact_think``: ``decisions.FACT_THINKS``)."""
     call = D.oracle_call(item)
     lab = item.label
     if call is None or lab in ("filter", "summary"):
@@ -96,15 +97,17 @@ def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = F
                      [D.oracle_completion(item), render_step("Kind: question. Nothing stored, so say so.",
                                                              answer=reply)],
                      [prompts.render_tool_result(call["name"], True, "no memories found")])]
-    return [_write_turn(item, result, r, demonstrations=demonstrations)]
+    return [_write_turn(item, result, r, demonstrations=demonstrations, fact_think=fact_think)]
 
 
-def _write_turn(item: D.DecisionItem, result: str, r: random.Random, *, demonstrations: bool = False) -> Turn:
+def _write_turn(item: D.DecisionItem, result: str, r: random.Random, *, demonstrations: bool = False,
+                fact_think: str = "plain") -> Turn:
     """The oracle's memory write for ``item`` (Add, Update or Delete), the tool's ``result``, and a
     short reply that says it was done."""
     call = D.oracle_call(item)
     done = render_step(f"Kind: {item.kind}. {_DONE[item.label]}", answer=r.choice(_REPLIES[item.label]))
-    return Turn(item.id, item.label, D.messages(item, guided=demonstrations), [D.oracle_completion(item), done],
+    return Turn(item.id, item.label, D.messages(item, guided=demonstrations),
+                [D.oracle_completion(item, fact_think=fact_think), done],
                 [prompts.render_tool_result(call["name"], True, result)])
 
 
@@ -143,14 +146,15 @@ def resolve_long_think(long_think: str | None, wide_long: bool) -> str:
 def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool = False,
                 long_share: float = 0.5, long_budget: int = 2048,
                 classes: Sequence[str] = D.CLASSES, wide_long: bool = False,
-                long_think: str | None = None) -> list[Turn]:
+                long_think: str | None = None, fact_think: str = "plain") -> list[Turn]:
     """``n`` generated items (classes balanced) → oracle turns, plus a retrieve-with-hit turn for
     half of the memory-answered items. Filter/Summary items are generated for a ``long_budget``
     context (the system prompt states it; their history fills 50-80 % of it) and only a
     ``long_share`` of them is kept: a 4k-token context costs ~8 short items on a CPU.
     ``classes`` is the class cycle (``decisions.generate``): repeat a class to weight it;
     ``wide_long``: Filter/Summary items also use the decision set's ``*_WIDE`` train wordings;
-    ``long_think``: how their think reasons (``decisions.LONG_THINKS``; ``resolve_long_think``)."""
+    ``long_think``: how their think reasons (``decisions.LONG_THINKS``; ``resolve_long_think``);
+    ``fact_think``: how an Add/Update think reasons (``decisions.FACT_THINKS``)."""
     long_think = resolve_long_think(long_think, wide_long)
     r = random.Random(f"warm:{seed}")
     out: list[Turn] = []
@@ -160,7 +164,7 @@ def build_turns(n: int, seed: int, *, split: str = "train", demonstrations: bool
             if r.random() >= long_share:
                 continue
             item = long[i]
-        out += turns_of(item, r, demonstrations=demonstrations, long_think=long_think)
+        out += turns_of(item, r, demonstrations=demonstrations, long_think=long_think, fact_think=fact_think)
         extra = retrieve_turn(item, r, demonstrations=demonstrations) if r.random() < 0.5 else None
         if extra:
             out.append(extra)
@@ -452,7 +456,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None,
             replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000,
             question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1, wide_long: bool = False,
-            long_think: str | None = None) -> dict:
+            long_think: str | None = None, fact_think: str = "plain") -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
     ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
@@ -464,7 +468,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     (``train.packing``; same loss and gradients, fewer tokens); an optimizer step still covers
     about four rows (gradient accumulation 4 // pack).
     ``init_adapter``: continue training that PEFT adapter folder (an earlier round) or GGUF LoRA
-    adapter (the shipped policy) instead of new ones. ``wide_long``, ``long_think``: see ``build_turns``."""
+    adapter (the shipped policy) instead of new ones. ``wide_long``, ``long_think``, ``fact_think``: see
+    ``build_turns``."""
     import resource
 
     import torch
@@ -483,7 +488,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     torch.manual_seed(seed)
     long_think = resolve_long_think(long_think, wide_long)
     turns = build_turns(n_items, seed, long_share=long_share, long_budget=long_budget, classes=classes,
-                        wide_long=wide_long, long_think=long_think)
+                        wide_long=wide_long, long_think=long_think, fact_think=fact_think)
     out.mkdir(parents=True, exist_ok=True)
     if replay or stage2:
         extra = stage2_prompts(stage2, question_seed + seed) if stage2 else []
@@ -550,7 +555,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "classes": list(classes), "long_share": long_share,
         "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
         "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
-        "long_think": long_think,
+        "long_think": long_think, "fact_think": fact_think,
         "pack": pack, "sequences": len(rows), "tokens_run": packed.get("tokens", n_tokens),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
