@@ -830,8 +830,10 @@ LONG_THINKS = ("plain", "subject", "quote")
 #: target only (v6); "value" also writes the user's new value down before the call ("The new fact:
 #: risotto."), because a policy trained on "plain" stored a shown memory's sentence (a distractor,
 #: or the target with its old value) on most held-out Adds/Updates it classed right: its content
-#: copies the memory line its think just named, and the new value is nowhere near.
-FACT_THINKS = ("plain", "value")
+#: copies the memory line its think just named, and the new value is nowhere near. "value_end"
+#: ends the think with the value ("Store risotto.", "update it to risotto."): after "value" the
+#: think sometimes looped on "The new fact, X, is about something else. The new fact, ...".
+FACT_THINKS = ("plain", "value", "value_end")
 
 
 def _long_reason(item: DecisionItem, think: str) -> str:
@@ -852,6 +854,11 @@ def _reason(item: DecisionItem, long_think: str = "plain", fact_think: str = "pl
     lab, shown = item.label, [m for m, _ in item.shown]
     if lab in ("filter", "summary"):
         return _long_reason(item, long_think)
+    if fact_think == "value_end" and item.value and lab in ("add", "update"):
+        if lab == "update":
+            return f"{item.target_id} is out of date, so update it to {item.value}."
+        return (f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else. "
+                if shown else "") + f"Store {item.value}."
     new = f" The new fact: {item.value}." if fact_think == "value" and item.value else ""
     if lab == "add":
         return (f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else.{new} Store it."

@@ -147,6 +147,11 @@ def test_value_thinks_write_the_new_value_before_the_call():
     assert [t.context for t in value] == [t.context for t in plain]
     with pytest.raises(ValueError, match="fact_think"):
         D.oracle_completion(items[writes[0].item_id], fact_think="guess")
+    for t in build_turns(42, 3, fact_think="value_end"):   # the value ends the think
+        if t.label in ("add", "update"):
+            it, d = items[t.item_id], D.classify(t.steps[0])
+            assert t.steps[0].startswith("<think>") and f" {it.value}.</think>" in t.steps[0]
+            assert d.action == t.label and D.carries_value(d.content, it.value)
 
 
 def test_question_turns_answer_the_episode_question_in_its_short_form():
