@@ -850,23 +850,25 @@ def _long_reason(item: DecisionItem, think: str) -> str:
     return "The context is long but still needed, so summarise it."
 
 
+def _fact_reason(item: DecisionItem, fact_think: str) -> str:
+    """An Add/Update think (``FACT_THINKS``): "plain" names the memories, the others also the value."""
+    v, shown = item.value, [m for m, _ in item.shown]
+    how = fact_think if v else "plain"
+    if item.label == "update":
+        return {"plain": f"{item.target_id} is out of date, so update it.",
+                "value": f"{item.target_id} is out of date; the new value is {v}, so update it.",
+                "value_end": f"{item.target_id} is out of date, so update it to {v}."}[how]
+    store = {"plain": "Store it.", "value": f"The new fact: {v}. Store it.", "value_end": f"Store {v}."}[how]
+    return f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else. {store}" \
+        if shown else store
+
+
 def _reason(item: DecisionItem, long_think: str = "plain", fact_think: str = "plain") -> str:
-    lab, shown = item.label, [m for m, _ in item.shown]
+    lab = item.label
     if lab in ("filter", "summary"):
         return _long_reason(item, long_think)
-    if fact_think == "value_end" and item.value and lab in ("add", "update"):
-        if lab == "update":
-            return f"{item.target_id} is out of date, so update it to {item.value}."
-        return (f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else. "
-                if shown else "") + f"Store {item.value}."
-    new = f" The new fact: {item.value}." if fact_think == "value" and item.value else ""
-    if lab == "add":
-        return (f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else.{new} Store it."
-                if shown else f"{new.lstrip()} Store it.".lstrip())
-    if lab == "update":
-        if new:
-            return f"{item.target_id} is out of date; the new value is {item.value}, so update it."
-        return f"{item.target_id} is out of date, so update it."
+    if lab in ("add", "update"):
+        return _fact_reason(item, fact_think)
     if lab == "delete":
         return f"{item.target_id} is no longer true, so delete it."
     if lab == "retrieve":
