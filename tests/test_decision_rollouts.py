@@ -11,7 +11,7 @@ from agemem_lite.decisions import generate, messages, oracle_completion
 from agemem_lite.errors import ConfigError
 from agemem_lite.protocol import render_step
 from train.config import TrainConfig
-from train.decision_rollouts import WRONG_ID_REWARD, DecisionRollout, decision_reward
+from train.decision_rollouts import LOST_VALUE_FACTOR, WRONG_ID_REWARD, DecisionRollout, decision_reward
 from train.samples import build_samples
 
 ITEMS = {it.label: it for it in generate(7, seed=3, split="train")}
@@ -28,6 +28,16 @@ def test_wrong_action_wrong_id_and_unparsable_text():
     text = render_step("Kind: fact. Old.", calls=[{"name": "Update_memory",
                                                    "arguments": {"memory_id": wrong_id, "content": upd.gold}}])
     assert decision_reward(upd, text).total == WRONG_ID_REWARD and decision_reward(upd, text).r_task == 1.0
+    # the right class that stores the old line (the target's own content) loses the value: halved again
+    old = dict(upd.shown)[upd.target_id]
+    stale = render_step("Kind: fact. Old.", calls=[{"name": "Update_memory",
+                                                    "arguments": {"memory_id": wrong_id, "content": old}}])
+    assert decision_reward(upd, stale).total == WRONG_ID_REWARD * LOST_VALUE_FACTOR
+    add = ITEMS["add"]
+    copied = render_step("Kind: new fact. Store it.", calls=[{"name": "Add_memory", "arguments": {
+        "content": "The user's partner is Reinmou."}}])
+    assert add.value and decision_reward(add, copied).total == LOST_VALUE_FACTOR
+    assert decision_reward(add, copied).r_task == 1.0
     # Summary where Filter was right, an answer, and text that is not a step all earn nothing
     summary = render_step("Kind: chat. Long.", calls=[{"name": "Summary_context", "arguments": {"span": "all"}}])
     assert decision_reward(filt, summary).total == 0.0

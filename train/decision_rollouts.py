@@ -19,12 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from agemem_lite.decisions import Decision, DecisionItem, classify, classify_parsed, messages, same_id
+from agemem_lite.decisions import (Decision, DecisionItem, carries_value, classify, classify_parsed, messages,
+                                   same_id)
 from agemem_lite.protocol import parse_step
 from agemem_lite.records import Step
 
 #: Reward of a step that takes the right class but names the wrong memory (Update/Delete).
 WRONG_ID_REWARD = 0.5
+#: Factor for an Add/Update of the right class whose content lost the user's new value (it stored a
+#: shown memory's line instead, which v6 did on 3 of 5 held-out writes; docs/training.md).
+LOST_VALUE_FACTOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -37,16 +41,20 @@ class DecisionScore:
 
 def decision_reward(item: DecisionItem, text: str) -> DecisionScore:
     """1 for the labelled action (Update/Delete: with the labelled id; the wrong id earns
-    ``WRONG_ID_REWARD``), 0 for any other action or a step that does not parse."""
+    ``WRONG_ID_REWARD``; an Add/Update whose content lost the item's value earns
+    ``LOST_VALUE_FACTOR`` times that), 0 for any other action or a step that does not parse."""
     return _score(item, classify(text))
 
 
 def _score(item: DecisionItem, d: Decision) -> DecisionScore:
     if d.action != item.label:
         return DecisionScore(0.0, 0.0)
+    total = 1.0
     if item.label in ("update", "delete") and not same_id(d.memory_id, item.target_id):
-        return DecisionScore(WRONG_ID_REWARD, 1.0)
-    return DecisionScore(1.0, 1.0)
+        total = WRONG_ID_REWARD
+    if item.label in ("add", "update") and item.value and not carries_value(d.content, item.value):
+        total *= LOST_VALUE_FACTOR
+    return DecisionScore(total, 1.0)
 
 
 @dataclass
