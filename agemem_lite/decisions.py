@@ -937,6 +937,15 @@ def carries_value(content: str | None, value: str) -> bool:
     return bool(value) and content is not None and _words(value) <= _words(content)
 
 
+def value_check(item: DecisionItem, d: Decision) -> bool | None:
+    """Whether an Add/Update of the right action kept the item's value; None where nothing is
+    checked (another class, no value, or the wrong action). Used by the report and by the
+    decision-GRPO reward, so both judge a write the same way."""
+    if item.label not in ("add", "update") or not item.value or d.action != item.label:
+        return None
+    return carries_value(d.content, item.value)
+
+
 def _share(k: int, n: int) -> float | None:
     return k / n if n else None
 
@@ -953,9 +962,9 @@ def score(items: Sequence[DecisionItem], decisions: Sequence[Decision]) -> dict:
         confusion[it.label][d.action] += 1
         if d.action == it.label:
             right[it.label] += 1
-            if it.label in ("add", "update") and it.value:
+            if (kept := value_check(it, d)) is not None:
                 value_n += 1
-                value_ok += carries_value(d.content, it.value)
+                value_ok += kept
             if it.label in ("update", "delete"):
                 id_n += 1
                 ok = same_id(d.memory_id, it.target_id)
@@ -1028,8 +1037,7 @@ def run_decisions(policy, items: Sequence[DecisionItem], *, today: str = TODAY, 
                         "content": d.content, "correct": d.action == it.label,
                         "id_correct": same_id(d.memory_id, it.target_id) if it.label in ("update", "delete")
                         and d.action == it.label else None,
-                        "value_correct": carries_value(d.content, it.value) if it.label in ("add", "update")
-                        and it.value and d.action == it.label else None,
+                        "value_correct": value_check(it, d),
                         "prompt_tokens": comp.prompt_tokens, "seconds": round(time.perf_counter() - t0, 3)})
     if progress:
         progress(len(items), len(items), "done")
@@ -1087,4 +1095,4 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
 __all__ = ["CLASSES", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "FACT_THINKS", "LONG_THINKS", "POOLS",
            "PREDICTED", "SPLITS", "TODAY", "carries_value", "classify", "classify_parsed", "est_tokens", "generate",
            "messages", "natural_items", "oracle_call", "oracle_completion", "parse_bench", "render_report",
-           "run_bench", "run_decisions", "same_id", "score"]
+           "run_bench", "run_decisions", "same_id", "score", "value_check"]

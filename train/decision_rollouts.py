@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from agemem_lite.decisions import (Decision, DecisionItem, carries_value, classify, classify_parsed, messages,
-                                   same_id)
+from agemem_lite.decisions import (Decision, DecisionItem, classify, classify_parsed, messages, same_id,
+                                   value_check)
 from agemem_lite.protocol import parse_step
 from agemem_lite.records import Step
 
@@ -52,7 +52,7 @@ def _score(item: DecisionItem, d: Decision) -> DecisionScore:
     total = 1.0
     if item.label in ("update", "delete") and not same_id(d.memory_id, item.target_id):
         total = WRONG_ID_REWARD
-    if item.label in ("add", "update") and item.value and not carries_value(d.content, item.value):
+    if value_check(item, d) is False:
         total *= LOST_VALUE_FACTOR
     return DecisionScore(total, 1.0)
 
