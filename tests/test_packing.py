@@ -147,7 +147,7 @@ def test_pack_is_a_warm_start_setting():
     from train.config import TrainConfig
 
     cfg = TrainConfig.load("default", {"steps": 0})
-    assert cfg.warm_start_rounds()[0]["pack"] == 1            # the shipped v6 run: rows one by one
+    assert [r["pack"] for r in cfg.warm_start_rounds()] == [1, 4]   # v6 rows one by one; round G packed
     with pytest.raises(ConfigError, match="pack"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "pack": 0}]})
 
@@ -156,8 +156,8 @@ def test_set_reaches_every_warm_start_round():
     from agemem_lite.errors import ConfigError
     from train.config import TrainConfig
 
-    cfg = TrainConfig.load("default", ["steps=0", "warm_start.pack=4"])
-    assert [r["pack"] for r in cfg.warm_start_rounds()] == [4]
+    cfg = TrainConfig.load("default", ["steps=0", "warm_start.pack=2"])
+    assert [r["pack"] for r in cfg.warm_start_rounds()] == [2, 2]
     cfg = TrainConfig.load("tiny", {"warm_start": [{"items": 7}, {"items": 5}], "warm_start.pack": 2})
     assert [r["pack"] for r in cfg.warm_start_rounds()] == [2, 2]
     with pytest.raises(ConfigError, match="not a table"):

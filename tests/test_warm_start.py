@@ -320,8 +320,11 @@ def test_config_rules_for_the_warm_start():
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "episodes": -1}]})
     cfg = TrainConfig.load("default", {"steps": 0})
     rounds = cfg.warm_start_rounds()
-    assert len(rounds) == 1 and rounds[0]["items"] > 0 and rounds[0]["epochs"] == 1.0 and cfg.lora_r == 8
-    assert rounds[0]["classes"] == list(D.CLASSES)
+    assert len(rounds) == 2 and rounds[0]["items"] > 0 and rounds[0]["epochs"] == 1.0 and cfg.lora_r == 8
+    assert rounds[0]["classes"] == list(D.CLASSES) and rounds[0]["fact_think"] == "plain"   # v6
+    # round G (v7): short classes only, the value-ending think, packed
+    assert set(rounds[1]["classes"]) == {"add", "update", "delete", "retrieve", "answer"}
+    assert rounds[1]["fact_think"] == "value_end" and rounds[1]["pack"] == 4 and rounds[1]["seed"] == 7
 
 
 @pytest.mark.slow
