@@ -129,12 +129,12 @@ _QWEN_05B = ModelSpec(
 )
 
 #: The trained AgeMem policy: the same base file, plus the LoRA adapter this project
-#: trained (warm start v6; see models/adapters/README.md for the command). The default.
+#: trained (warm start v6, then round G: "v7"; see models/adapters/README.md for the commands). The default.
 AGEMEM_05B = replace(
     _QWEN_05B,
     name="agemem-0.5b",
     adapter="agemem-0.5b.lora.gguf",
-    adapter_sha256="d9f7d27af836330d67da91b6a4389c581f9e6fdd5114168b79d2068c30f6352f",
+    adapter_sha256="113eec74a76e76d1eb784ae4b9f2871dbd72512c87a9b890f21c2a70ae334c25",
     demonstrations=False,
     description="Qwen2.5-Coder-0.5B + the agemem-lite warm-start LoRA (8.8 MB). Default policy: "
                 "trained to choose the memory tools; above the prompted model on unseen decisions "
@@ -196,8 +196,8 @@ REGISTRY: dict[str, ModelSpec] = {
 
 #: The untrained, prompted default backbone (AgeMem-noRL in the eval tables).
 PROMPTED_POLICY = "qwen2.5-coder-0.5b"
-#: The policy `agemem chat` runs when none is chosen: the trained agemem-0.5b (warm start
-#: v6). It became the default once Retrieve_memory stopped listing unrelated memories
+#: The policy `agemem chat` runs when none is chosen: the trained agemem-0.5b (v7: warm start
+#: v6 + round G). v6 became the default once Retrieve_memory stopped listing unrelated memories
 #: (the relevance floor), which is what made it answer from the wrong one
 #: (docs/training.md, "Relevance floor: v6 becomes the default").
 DEFAULT_POLICY = AGEMEM_05B.name

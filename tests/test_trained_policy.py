@@ -22,10 +22,11 @@ from models.registry import ADAPTERS_DIR
 pytestmark = [pytest.mark.default_model, pytest.mark.slow]
 
 #: Natural set, measured with `agemem eval --bench decisions --n 28 --seed 0` (docs/training.md):
-#: the shipped adapter (warm start v6) 14/27 (add 2/4, update 4/4, delete 1/4, retrieve 4/4,
-#: answer 3/5, filter 0/3, summary 0/3); v5 16/27; v3 14/27; the prompted model (with its
-#: demonstrations) 10/27.
-MIN_NATURAL_ACCURACY = 13 / 27
+#: the shipped adapter (v7 = warm start v6 + round G) 21/27 (add 3/4, update 4/4, delete 3/4,
+#: retrieve 3/4, answer 5/5, filter 1/3, summary 2/3); v6 14-15/27; v5 16/27; the prompted model
+#: (with its demonstrations) 10/27. The threshold leaves room for greedy-decoding differences
+#: across llama.cpp builds and still fails for v6's level.
+MIN_NATURAL_ACCURACY = 18 / 27
 
 
 @pytest.fixture(scope="module")
