@@ -90,6 +90,16 @@ CLASSES = ("add", "update", "delete", "retrieve", "answer", "filter", "summary")
 #: Predicted classes in the confusion matrix: the seven, an unknown tool, unparsable text.
 PREDICTED = (*CLASSES, "other", "unparsed")
 SPLITS = ("train", "heldout", "natural")
+#: Item variants a class cycle may name besides the classes, each generated as the class it maps to:
+#: "add_shared": a new fact next to a shown memory of another kind that shares its place or name
+#: (v6 and v7 turned "I moved to Bristol, I used to live in Leeds" into an Update of the dentist
+#: in Leeds); "answer_unknown": the answer after a search whose hits are all about other things
+#: (v7 answered "my landlord?" with an unrelated memory).
+VARIANTS = {"add_shared": "add", "answer_unknown": "answer"}
+#: What a class cycle (``generate(classes=...)``) may name.
+CYCLE = (*CLASSES, *VARIANTS)
+#: ``--bench decisions:variants``: held-out items of the variants only (``VARIANTS``).
+BENCH_SPLITS = (*SPLITS, "variants")
 TOOL_CLASS = {"Add_memory": "add", "Update_memory": "update", "Delete_memory": "delete",
               "Retrieve_memory": "retrieve", "Filter_context": "filter", "Summary_context": "summary"}
 #: The system prompt's date (same as ``eval.harness.EVAL_TODAY``: every eval is dated alike).
@@ -129,6 +139,7 @@ class DecisionItem:
     basis: str = ""                    # answer: "memory" | "history" | "chat" | "general"; filter/summary: S
     memory_type: str = ""              # add: memory_type of the new fact
     value: str = ""                    # add/update: the new value the stored content must carry
+    after: list[dict] = field(default_factory=list)   # this turn's earlier steps and tool results
     fact: str = ""                     # fact type (city, pet, ...) where there is one
     budget: int = DEFAULT_BUDGET       # the budget the history was sized for
     entities: list[str] = field(default_factory=list)   # every invented name / pool value used
@@ -551,12 +562,84 @@ class _Builder:
         return subj, msgs
 
 
+#: The reply when nothing stored answers a question (also the warm start's after an empty search).
+UNKNOWN_REPLY = "You have not told me that yet."
+#: Fact types whose values are drawn alike (a town, a first name): a memory of the pair's other
+#: type can carry the same word.
+SHARED = {"city": "sibling", "sibling": "city", "pet": "partner", "partner": "pet"}
+
+
 def _n_shown(r: random.Random) -> int:
     return r.choice([0, 1, 2, 3])
 
 
+def _build_add_shared(b: _Builder, item: DecisionItem) -> DecisionItem:
+    """A new fact and, shown, a memory of the paired type (``SHARED``) holding the same word: the
+    fact's old value, which the user mentions in an update-like wording ("I moved from Leeds to
+    Bristol" next to "The user's brother Kim lives in Leeds."), or its new value. Still an Add."""
+    r, split = b.r, b.split
+    fact = FACTS[r.choice(sorted(SHARED))]
+    other = FACTS[SHARED[fact.name]]
+    item.history, stored = b.short_history({fact.name, other.name})
+    mode = r.choice(["old", "new"])
+    s = b.slots(fact, changed=mode == "old")
+    look = {**other.extra(r, b.names, split), "v": s["old"] if mode == "old" else s["v"]}
+    b.entities += [v for k, v in look.items() if k not in ("rel", "v")]
+    shown = [(b.new_id(), other.sentence.format(**look))]
+    shown += [(m, c) for m, c, _, _ in b.distractors(r.choice([0, 1, 2]), {fact.name, other.name})]
+    shown += stored[:1]
+    r.shuffle(shown)
+    fid, frame = b.frame("update" if mode == "old" else "add")
+    pi, ph = b.phrasing(fact, "update" if mode == "old" else "add")
+    item.user, item.shown, item.kind = _cap(frame.format(s=ph.format(**s))), shown, "new fact"
+    item.template = f"add_shared.{mode}.{fid}+{fact.name}.{pi}"
+    item.fact, item.memory_type, item.value = fact.name, fact.memory_type, s["v"]
+    item.gold, item.entities = fact.sentence.format(**s), b.entities
+    return item
+
+
+def search_step(query: str, hits: list[tuple[str, str]], *, think: str = "No shown memory answers it, so search."
+                ) -> list[dict]:
+    """A Retrieve_memory step of the current turn (think kept: ``Agent`` drops it when the turn
+    ends) and its tool result, listing ``hits`` as the tool lists them."""
+    call = render_step(f"Kind: question. {think}", calls=[{"name": "Retrieve_memory", "arguments": {"query": query}}])
+    found = "\n" + prompts.render_memory_lines(hits) if hits else "no memories found"
+    return [{"role": "assistant", "content": call},
+            {"role": "tool", "content": prompts.render_tool_result("Retrieve_memory", True, found)}]
+
+
+def _build_answer_unknown(b: _Builder, item: DecisionItem) -> DecisionItem:
+    """A question, a search, and hits that are all about other things (with the paired type of
+    ``SHARED`` among them half the time: "where does my brother live?" finds "The user lives in
+    ..."): the answer says it is not known."""
+    r, split = b.r, b.split
+    fact = FACTS[r.choice(sorted(FACTS))]
+    item.history, stored = b.short_history({fact.name})
+    s = b.slots(fact)
+    avoid = {fact.name} | ({SHARED[fact.name]} if fact.name in SHARED else set())
+    hits = [(m, c) for m, c, _, _ in b.distractors(r.choice([1, 2, 3]), avoid)]
+    if fact.name in SHARED and r.random() < 0.5:
+        other = FACTS[SHARED[fact.name]]
+        look = {**other.extra(r, b.names, split), "v": other.value(r, b.names, split)}
+        b.entities += [v for k, v in look.items() if k != "rel"]
+        hits.append((b.new_id(), other.sentence.format(**look)))
+    hits = [*hits, *stored[:1]]
+    r.shuffle(hits)
+    fid, frame = b.frame("ask")
+    pi, ph = b.phrasing(fact, "ask")
+    item.user, item.kind, item.basis = _cap(frame.format(s=ph.format(**s))), "question", "unknown"
+    item.shown = [h for h in hits if r.random() < 0.5]   # the turn showed some of them already
+    item.after = search_step(fact.query.format(**s), hits)
+    item.template = f"answer_unknown.{fid}+{fact.name}.{pi}"
+    item.fact, item.gold, item.entities = fact.name, UNKNOWN_REPLY, b.entities
+    return item
+
+
 def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
     r, split = b.r, b.split
+    if label in VARIANTS:
+        variant = {"add_shared": _build_add_shared, "answer_unknown": _build_answer_unknown}[label]
+        return variant(b, DecisionItem(id=item_id, split=split, label=VARIANTS[label], user="", budget=budget))
     item = DecisionItem(id=item_id, split=split, label=label, user="", budget=budget)
     if label in ("filter", "summary"):
         hist: list[dict] = []
@@ -658,16 +741,16 @@ def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
 
 def generate(n: int, seed: int = 0, split: str = "heldout", *, budget: int = DEFAULT_BUDGET,
              classes: Sequence[str] = CLASSES, wide: bool = False) -> list[DecisionItem]:
-    """``n`` items of ``split`` ("train" or "heldout"); item i has class ``classes[i % len]``
-    and depends only on (split, seed, i, budget, wide). ``wide`` (train only): Filter/Summary
+    """``n`` items of ``split`` ("train" or "heldout"); item i has class (or variant, ``VARIANTS``)
+    ``classes[i % len]`` and depends only on (split, seed, i, that class, budget, wide). ``wide`` (train only): Filter/Summary
     items also draw on ``*_WIDE`` subjects, requests, frames and summary turns."""
     if split not in ("train", "heldout"):
         raise ValueError(f"split {split!r}: generate makes 'train' or 'heldout' (natural_items() is hand-written)")
     if wide and split != "train":
         raise ValueError("wide: more wordings exist for the train split only (held-out wordings stay fixed)")
-    bad = [c for c in classes if c not in CLASSES]
+    bad = [c for c in classes if c not in CYCLE]
     if bad or not classes:
-        raise ValueError(f"classes {bad or '(none)'}: choose from {', '.join(CLASSES)}")
+        raise ValueError(f"classes {bad or '(none)'}: choose from {', '.join(CYCLE)}")
     if n < 0:
         raise ValueError(f"n={n}: must be >= 0")
     items = []
@@ -680,9 +763,9 @@ def generate(n: int, seed: int = 0, split: str = "heldout", *, budget: int = DEF
 # --------------------------------------------------------------------------- natural set
 
 def _nat(label: str, user: str, shown=(), *, target: str | None = None, gold: str, kind: str,
-         basis: str = "", memory_type: str = "", history=(), value: str = "") -> dict:
+         basis: str = "", memory_type: str = "", history=(), value: str = "", after=()) -> dict:
     return dict(label=label, user=user, shown=list(shown), target_id=target, gold=gold, kind=kind,
-                basis=basis, memory_type=memory_type, history=list(history), value=value)
+                basis=basis, memory_type=memory_type, history=list(history), value=value, after=list(after))
 
 
 _HI = [user_message("hi!", []), answer_message("Hi! How can I help?")]
@@ -762,11 +845,27 @@ _NATURAL = [
          [("mem_2", "The user is learning Korean.")], gold="all", kind="question", basis="my thesis on coral reefs"),
     _nat("summary", "ok, sum up the wedding plans for me so I can send them to Dad", [],
          gold="all", kind="chat", basis="the wedding plans"),
+    # added after v7's failures (docs/training.md): a shared word is not the same fact; hits about
+    # other things do not answer a question
+    _nat("add", "I moved to Bristol last month, I used to live in Leeds.",
+         [("mem_1", "The user's dentist is Dr. Patel in Leeds.")],
+         gold="The user lives in Bristol.", kind="new fact", memory_type="fact", value="Bristol"),
+    _nat("add", "my new flatmate is called Ana, she's lovely",
+         [("mem_5", "The user's sister Ana lives in Porto."), ("mem_11", "The user is vegetarian.")],
+         gold="The user's flatmate is called Ana.", kind="new fact", memory_type="fact", value="flatmate Ana"),
+    _nat("answer", "what's my landlord's name?", [("mem_1", "The user's dentist is Dr. Patel in Leeds.")],
+         gold=UNKNOWN_REPLY, kind="question", basis="unknown",
+         after=search_step("the user's landlord", [("mem_1", "The user's dentist is Dr. Patel in Leeds."),
+                                                   ("mem_4", "The user lives in Manchester.")])),
+    _nat("answer", "when is my car's MOT due?", [],
+         gold=UNKNOWN_REPLY, kind="question", basis="unknown",
+         after=search_step("the user's car MOT date", [("mem_9", "The user rides a red Ducati motorbike."),
+                                                       ("mem_22", "The user goes to the gym on Tuesday evenings.")])),
 ]
 
 
 def natural_items(budget: int = DEFAULT_BUDGET) -> list[DecisionItem]:
-    """The hand-written set (27 items, every class). Filter/Summary items get a generated
+    """The hand-written set (31 items, every class; the last four after v7's failures). Filter/Summary items get a generated
     long history about their hand-written subject (heldout wordings, fixed seed)."""
     out = []
     for i, d in enumerate(_NATURAL):
@@ -788,7 +887,7 @@ def messages(item: DecisionItem, *, today: str = TODAY, budget: int | None = Non
     """The exact serving context of ``item`` (what ``Agent`` gives the policy): system prompt
     with all six tools, the demonstrations when ``guided``, the history, the user turn with
     its related memories (none at all with ``show_related=False``, as episode stages 2-3
-    send it). ``budget`` defaults to the one the item was generated for (the
+    send it), then the turn's earlier steps (``item.after``). ``budget`` defaults to the one the item was generated for (the
     Filter/Summary labels assume it)."""
     msgs = [{"role": "system", "content": prompts.render_system(
         today=today, budget=item.budget if budget is None else budget, tool_schemas=grammar_schemas())}]
@@ -796,7 +895,7 @@ def messages(item: DecisionItem, *, today: str = TODAY, budget: int | None = Non
         msgs += prompts.render_demonstrations()
     msgs += [{"role": m["role"], "content": m["content"]} for m in item.history]
     msgs.append(user_message(item.user, list(item.shown), show_related=show_related))
-    return msgs
+    return msgs + [{"role": m["role"], "content": m["content"]} for m in item.after]
 
 
 def oracle_call(item: DecisionItem) -> dict | None:
@@ -874,7 +973,8 @@ def _reason(item: DecisionItem, long_think: str = "plain", fact_think: str = "pl
     if lab == "retrieve":
         return "No shown memory answers it, so search."
     return {"memory": f"{item.target_id} answers it.", "history": "The conversation answers it.",
-            "chat": "Nothing to store.", "general": "It needs no memory."}[item.basis]
+            "chat": "Nothing to store.", "general": "It needs no memory.",
+            "unknown": "No memory answers it, so say so."}[item.basis]
 
 
 def oracle_completion(item: DecisionItem, *, long_think: str = "plain", fact_think: str = "plain") -> str:
@@ -900,6 +1000,7 @@ class Decision:
     action: str
     memory_id: str | None = None
     content: str | None = None     # the first call's "content" argument (Add/Update), when a string
+    answer: str | None = None      # the reply, when the step answered
 
 
 def classify(text: str) -> Decision:
@@ -912,7 +1013,7 @@ def classify_parsed(p) -> Decision:
     if p.error:
         return Decision(False, "unparsed")
     if p.answer is not None:
-        return Decision(True, "answer")
+        return Decision(True, "answer", answer=p.answer)
     call = p.calls[0]
     mid, content = call.arguments.get("memory_id"), call.arguments.get("content")
     return Decision(True, TOOL_CLASS.get(call.name, "other"), None if mid is None else str(mid),
@@ -946,6 +1047,19 @@ def value_check(item: DecisionItem, d: Decision) -> bool | None:
     return carries_value(d.content, item.value)
 
 
+#: Words by which a reply says that it does not know.
+_NOT_KNOWN = re.compile(r"\b(not|never|no|don't|haven't|didn't|unknown|nothing)\b", re.I)
+
+
+def abstain_check(item: DecisionItem, d: Decision) -> bool | None:
+    """Whether the answer to a question nothing stored answers (basis "unknown") says it is not
+    known; None for other items or another action. The answer may not name a memory's words
+    instead ("Your dentist is Dr. Patel" to "my landlord?")."""
+    if item.basis != "unknown" or d.action != "answer":
+        return None
+    return bool(d.answer and _NOT_KNOWN.search(d.answer.replace("\u2019", "'")))
+
+
 def _share(k: int, n: int) -> float | None:
     return k / n if n else None
 
@@ -957,7 +1071,7 @@ def score(items: Sequence[DecisionItem], decisions: Sequence[Decision]) -> dict:
     n = len(items)
     confusion = {g: {p: 0 for p in PREDICTED} for g in CLASSES}
     right = Counter()
-    id_n = id_ok = strict = value_n = value_ok = 0
+    id_n = id_ok = strict = value_n = value_ok = abst_n = abst_ok = 0
     for it, d in zip(items, decisions):
         confusion[it.label][d.action] += 1
         if d.action == it.label:
@@ -965,6 +1079,9 @@ def score(items: Sequence[DecisionItem], decisions: Sequence[Decision]) -> dict:
             if (kept := value_check(it, d)) is not None:
                 value_n += 1
                 value_ok += kept
+            if (says := abstain_check(it, d)) is not None:
+                abst_n += 1
+                abst_ok += says
             if it.label in ("update", "delete"):
                 id_n += 1
                 ok = same_id(d.memory_id, it.target_id)
@@ -983,6 +1100,7 @@ def score(items: Sequence[DecisionItem], decisions: Sequence[Decision]) -> dict:
                       for c in CLASSES},
         "id": {"n": id_n, "correct": id_ok, "accuracy": _share(id_ok, id_n)},
         "value": {"n": value_n, "correct": value_ok, "accuracy": _share(value_ok, value_n)},
+        "abstain": {"n": abst_n, "correct": abst_ok, "accuracy": _share(abst_ok, abst_n)},
         "confusion": confusion,
     }
 
@@ -1001,7 +1119,10 @@ def render_report(scores: dict, title: str = "decisions") -> str:
              f"({s['id']['correct']}/{s['id']['n']})",
              f"- action and id right: {_pct(s['strict_accuracy'])} ({s['strict_correct']}/{s['n']})",
              f"- content keeps the new value (add/update with the right action): "
-             f"{_pct(s['value']['accuracy'])} ({s['value']['correct']}/{s['value']['n']})", "",
+             f"{_pct(s['value']['accuracy'])} ({s['value']['correct']}/{s['value']['n']})",
+             *([f"- says it does not know (answers after a search that found only other things): "
+                f"{_pct(s['abstain']['accuracy'])} ({s['abstain']['correct']}/{s['abstain']['n']})"]
+               if s["abstain"]["n"] else []), "",
              "| class | n | right | accuracy |", "|---|---|---|---|"]
     lines += [f"| {c} | {v['n']} | {v['correct']} | {_pct(v['accuracy'])} |" for c, v in s["per_class"].items()]
     lines += ["", "Confusion (rows: gold, columns: predicted):", "",
@@ -1037,7 +1158,7 @@ def run_decisions(policy, items: Sequence[DecisionItem], *, today: str = TODAY, 
                         "content": d.content, "correct": d.action == it.label,
                         "id_correct": same_id(d.memory_id, it.target_id) if it.label in ("update", "delete")
                         and d.action == it.label else None,
-                        "value_correct": value_check(it, d),
+                        "value_correct": value_check(it, d), "abstain_correct": abstain_check(it, d),
                         "prompt_tokens": comp.prompt_tokens, "seconds": round(time.perf_counter() - t0, 3)})
     if progress:
         progress(len(items), len(items), "done")
@@ -1046,7 +1167,8 @@ def run_decisions(policy, items: Sequence[DecisionItem], *, today: str = TODAY, 
 
 def parse_bench(text: str) -> list[str] | None:
     """``--bench`` text -> the decision splits to run, or None when it names no decisions bench.
-    ``decisions`` = heldout and natural; ``decisions:SPLIT`` one split (comma-separate several)."""
+    ``decisions`` = heldout and natural; ``decisions:SPLIT`` one split (comma-separate several);
+    ``decisions:variants`` held-out items of the variants (``VARIANTS``)."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
     mine = [p for p in parts if p.partition(":")[0] == "decisions"]
     if not mine:
@@ -1058,10 +1180,11 @@ def parse_bench(text: str) -> list[str] | None:
         _, sep, sp = p.partition(":")
         if not sep:
             splits += ["heldout", "natural"]
-        elif sp in SPLITS:
+        elif sp in BENCH_SPLITS:
             splits.append(sp)
         else:
-            raise ConfigError(f"--bench {p!r}: use decisions, decisions:train, decisions:heldout or decisions:natural")
+            raise ConfigError(f"--bench {p!r}: use decisions or decisions:SPLIT with SPLIT one of "
+                              f"{', '.join(BENCH_SPLITS)}")
     return list(dict.fromkeys(splits))
 
 
@@ -1073,7 +1196,12 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
     into ``out_dir`` when given. Returns the Markdown report and the scores per split."""
     sections, result = [], {}
     for sp in splits:
-        items = natural_items(budget) if sp == "natural" else generate(n, seed, sp, budget=budget)
+        if sp == "natural":
+            items = natural_items(budget)
+        elif sp == "variants":
+            items = generate(n, seed, "heldout", budget=budget, classes=tuple(VARIANTS))
+        else:
+            items = generate(n, seed, sp, budget=budget)
         decisions, records = run_decisions(policy, items, today=today, budget=budget, guided=guided,
                                            progress=progress)
         result[sp] = score(items, decisions)
@@ -1092,7 +1220,7 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
     return text, result
 
 
-__all__ = ["CLASSES", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "FACT_THINKS", "LONG_THINKS", "POOLS",
-           "PREDICTED", "SPLITS", "TODAY", "carries_value", "classify", "classify_parsed", "est_tokens", "generate",
+__all__ = ["BENCH_SPLITS", "CLASSES", "CYCLE", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "FACT_THINKS",
+           "LONG_THINKS", "POOLS", "PREDICTED", "UNKNOWN_REPLY", "VARIANTS", "abstain_check", "SPLITS", "TODAY", "carries_value", "classify", "classify_parsed", "est_tokens", "generate",
            "messages", "natural_items", "oracle_call", "oracle_completion", "parse_bench", "render_report",
-           "run_bench", "run_decisions", "same_id", "score", "value_check"]
+           "run_bench", "run_decisions", "same_id", "score", "search_step", "value_check"]

@@ -11,7 +11,8 @@ from agemem_lite.decisions import generate, messages, oracle_completion
 from agemem_lite.errors import ConfigError
 from agemem_lite.protocol import render_step
 from train.config import TrainConfig
-from train.decision_rollouts import LOST_VALUE_FACTOR, WRONG_ID_REWARD, DecisionRollout, decision_reward
+from train.decision_rollouts import (LOST_VALUE_FACTOR, WRONG_ID_REWARD, DecisionRollout, DecisionScore,
+                                     decision_reward)
 from train.samples import build_samples
 
 ITEMS = {it.label: it for it in generate(7, seed=3, split="train")}
@@ -43,6 +44,11 @@ def test_wrong_action_wrong_id_and_unparsable_text():
     assert decision_reward(filt, summary).total == 0.0
     assert decision_reward(filt, render_step("Kind: chat. Hm.", answer="Sure.")).total == 0.0
     assert decision_reward(filt, "Filter_context please").total == 0.0
+    # after a search that found only other things, answering with one of them earns nothing
+    unk = generate(2, seed=3, split="train", classes=["add_shared", "answer_unknown"])[1]
+    assert decision_reward(unk, oracle_completion(unk)).total == 1.0
+    made_up = render_step("Kind: question. mem_3 answers it.", answer="It is " + unk.after[-1]["content"][-30:])
+    assert decision_reward(unk, made_up) == DecisionScore(0.0, 1.0)
 
 
 class CharTokenizer:

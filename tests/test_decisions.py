@@ -126,13 +126,93 @@ def test_long_contexts_only_for_filter_and_summary(train, heldout):
 
 def test_natural_set_is_small_hand_checked_and_covers_every_class():
     items = D.natural_items()
-    assert 20 <= len(items) <= 30 and {it.label for it in items} == set(D.CLASSES)
+    assert 20 <= len(items) <= 32 and {it.label for it in items} == set(D.CLASSES)
     assert all(it.split == "natural" for it in items) and len({it.id for it in items}) == len(items)
     for it in items:
         if it.label in ("update", "delete") or (it.label == "answer" and it.basis == "memory"):
             assert it.target_id in dict(it.shown)
         assert (hist_tokens(it) >= 0.5 * it.budget) == (it.label in ("filter", "summary"))
 
+
+
+# -- variants: a shared word, a search that found only other things --------------------------------
+
+@pytest.fixture(scope="module")
+def variants():
+    return {sp: D.generate(160, 0, sp, classes=tuple(D.VARIANTS)) for sp in ("train", "heldout")}
+
+
+def hits_of(item) -> list[tuple[str, str]]:
+    """The memories the item's search listed (its tool result's "[id] content" lines)."""
+    return re.findall(r"^\[(mem_\d+)\] (.+)$", item.after[-1]["content"], re.M)
+
+
+def test_hand_checked_variant_cases():
+    """Held-out seed 0, items 0 (add_shared) and 1 (answer_unknown), read and checked by hand."""
+    add, unk = D.generate(2, 0, "heldout", classes=tuple(D.VARIANTS))
+    assert add.user == "My sister Quothrix just relocated to Nisowick from Ryntoxvale. Please keep that in mind."
+    assert add.shown == [("mem_7", "The user lives in Ryntoxvale.")]     # shares the old town, not the fact
+    assert (add.label, add.target_id, add.gold) == ("add", None, "The user's sister Quothrix lives in Nisowick.")
+    assert add.value == "Nisowick" and add.after == []
+    assert (unk.label, unk.basis, unk.user) == ("answer", "unknown", "Who is my partner? I can't remember.")
+    [call] = parse_step(unk.after[0]["content"]).calls
+    assert (call.name, call.arguments) == ("Retrieve_memory", {"query": "the user's partner"})
+    assert hits_of(unk) == [("mem_16", "The user works as a translator."), ("mem_39", "The user works at Vathvaezhion Labs."),
+                            ("mem_31", "The user's doctor is Dr. Pexnun.")]
+    assert unk.gold == D.UNKNOWN_REPLY and D.messages(unk)[-2:] == unk.after
+
+
+def test_variant_labels_follow_what_is_shown(variants):
+    seen = Counter()
+    for it in variants["train"] + variants["heldout"]:
+        contents = [c for _, c in it.shown]
+        earlier = stored_in_history(it)
+        if it.template.startswith("add_shared."):
+            seen["add_shared", it.template.split(".")[1]] += 1
+            other = D.SHARED[it.fact]
+            assert it.label == "add" and about(it.fact, it.gold) and D.carries_value(it.gold, it.value)
+            assert not any(about(it.fact, c) for c in contents + earlier)     # nothing to update
+            [look] = [c for c in contents if about(other, c)]
+            word = look.rstrip(".").split()[-1]
+            assert word in it.user
+            assert (word == it.value) == it.template.startswith("add_shared.new")
+        else:
+            seen["answer_unknown"] += 1
+            assert it.template.startswith("answer_unknown.") and (it.label, it.basis) == ("answer", "unknown")
+            assert [m["role"] for m in it.after] == ["assistant", "tool"] and it.gold == D.UNKNOWN_REPLY
+            hits = hits_of(it)
+            assert hits and set(it.shown) <= set(hits) and len({m for m, _ in hits}) == len(hits)
+            assert not any(about(it.fact, c) for _, c in hits)     # no hit answers it
+            assert not any(about(it.fact, c) for c in earlier)
+            seen["paired hit"] += any(about(D.SHARED.get(it.fact, ""), c) for _, c in hits) if it.fact in D.SHARED else 0
+    assert seen["add_shared", "old"] > 40 and seen["add_shared", "new"] > 40 and seen["answer_unknown"] == 160
+    assert seen["paired hit"] > 10
+
+
+def test_variants_share_no_template_and_no_entity_across_splits(variants):
+    t, h = variants["train"], variants["heldout"]
+    assert not {it.template for it in t} & {it.template for it in h}
+    assert not {e for it in t for e in it.entities} & {e for it in h for e in it.entities}
+    assert len({it.template for it in h}) > 20
+    with pytest.raises(ValueError, match="add_shared"):
+        D.generate(2, 0, "train", classes=["add", "shout"])
+
+
+def test_abstain_check():
+    unk = D.DecisionItem(id="u", split="natural", label="answer", user="what's my landlord's name?", basis="unknown")
+    said = lambda text: D.abstain_check(unk, D.Decision(True, "answer", answer=text))  # noqa: E731
+    assert said(D.UNKNOWN_REPLY) and said("I don\u2019t know your landlord's name.") and said("Nothing about that.")
+    assert not said("Your dentist is Dr. Patel in Leeds.") and not said("Dr. Patel.")
+    assert D.abstain_check(unk, D.Decision(True, "retrieve")) is None
+    known = D.DecisionItem(id="k", split="natural", label="answer", user="q", basis="memory")
+    assert D.abstain_check(known, D.Decision(True, "answer", answer="No idea")) is None
+    s = D.score([unk, unk, known], [D.Decision(True, "answer", answer="You never told me."),
+                                    D.Decision(True, "answer", answer="Your landlord is Dr. Patel."),
+                                    D.Decision(True, "answer", answer="x")])
+    assert s["abstain"] == {"n": 2, "correct": 1, "accuracy": 0.5} and s["accuracy"] == 1.0
+    assert "says it does not know (answers after a search that found only other things): 50.0 % (1/2)" \
+        in D.render_report(s)
+    assert "says it does not know" not in D.render_report(D.score([known], [D.Decision(True, "answer")]))
 
 # -- splits, determinism, balance --------------------------------------------------------------
 
@@ -244,7 +324,9 @@ def _grammar_order(name: str) -> list[str]:
 
 
 def test_oracle_completions_parse_and_score_perfectly(train, heldout):
-    items = train[:140] + heldout[:140] + D.natural_items()
+    variants = D.generate(40, 0, "train", classes=tuple(D.VARIANTS)) + \
+        D.generate(40, 0, "heldout", classes=tuple(D.VARIANTS))
+    items = train[:140] + heldout[:140] + D.natural_items() + variants
     decisions = []
     for it in items:
         text = D.oracle_completion(it)
@@ -265,6 +347,8 @@ def test_oracle_completions_parse_and_score_perfectly(train, heldout):
     assert all(v["accuracy"] == 1.0 for v in s["per_class"].values())
     # every add/update names the value its content must keep, and the oracle's content keeps it
     assert s["value"]["n"] == sum(it.label in ("add", "update") for it in items) and s["value"]["accuracy"] == 1.0
+    # every answer to a question nothing stored answers says so
+    assert s["abstain"]["n"] == sum(it.basis == "unknown" for it in items) >= 22 and s["abstain"]["accuracy"] == 1.0
 
 
 def test_carries_value_compares_words_and_numbers():
@@ -276,7 +360,7 @@ def test_carries_value_compares_words_and_numbers():
 
 
 def test_classify_maps_steps_to_classes():
-    assert D.classify("<think>x</think>\n<answer>hi</answer>") == D.Decision(True, "answer")
+    assert D.classify("<think>x</think>\n<answer>hi</answer>") == D.Decision(True, "answer", answer="hi")
     assert D.classify("<think>x</think>\nI will just say hi") == D.Decision(False, "unparsed")
     unknown = '<think>x</think>\n<tool_call>[{"name": "Forget", "arguments": {}}]</tool_call>'
     assert D.classify(unknown).action == "other"
@@ -337,11 +421,12 @@ def test_parse_bench():
     assert D.parse_bench("hotpot,longmemeval") is None
     assert D.parse_bench("decisions") == ["heldout", "natural"]
     assert D.parse_bench("decisions:train, decisions:natural,decisions:train") == ["train", "natural"]
+    assert D.parse_bench("decisions:variants") == ["variants"]
 
 
 @pytest.mark.parametrize("args,message", [
     (["--bench", "decisions,hotpot"], "runs on its own"),
-    (["--bench", "decisions:test"], "decisions:heldout"),
+    (["--bench", "decisions:test"], "SPLIT one of train, heldout, natural, variants"),
     (["--bench", "decisions", "--methods", "agemem"], "do not apply"),
     (["--bench", "decisions", "--policy", "minilm-l6-v2"], "is an embedder, not a policy"),
     (["--bench", "decisions", "--adapter", "no-such.lora.gguf"], "no-such.lora.gguf: model file not found"),

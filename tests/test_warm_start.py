@@ -16,7 +16,7 @@ import pytest
 
 from agemem_lite import decisions as D
 from agemem_lite.errors import ConfigError
-from agemem_lite.protocol import parse_step
+from agemem_lite.protocol import parse_step, render_step
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
@@ -89,6 +89,18 @@ def test_build_turns_keeps_classes_and_the_long_share():
     assert not labels & {"filter", "summary"}
     assert {t.label for t in build_turns(70, 0, long_share=1.0)} >= {"filter", "summary"}
 
+
+def test_variant_turns_add_beside_a_look_alike_and_say_so_after_a_search_of_other_things():
+    turns = build_turns(8, 0, classes=("add_shared", "answer_unknown"), fact_think="value_end")
+    assert [t.label for t in turns] == ["add", "answer"] * 4
+    for t in turns:
+        if t.label == "add":     # the Add, its result, the short reply
+            assert len(t.steps) == 2 and D.classify(t.steps[0]).action == "add" and "Store " in t.steps[0]
+        else:                    # the answer after the search the context already holds
+            assert t.context[-1]["role"] == "tool" and t.context[-1]["content"].startswith("Retrieve_memory: ")
+            assert t.context[-2]["role"] == "assistant" and "Retrieve_memory" in t.context[-2]["content"]
+            assert t.steps == [render_step("Kind: question. No memory answers it, so say so.",
+                                           answer=D.UNKNOWN_REPLY)]
 
 def test_wide_long_turns_name_the_subject_then_whether_the_user_asks_about_it():
     """``wide_long``: Filter/Summary thinks compare the context's subject with the user's turn
@@ -314,6 +326,9 @@ def test_config_rules_for_the_warm_start():
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "itmes": 3}]})
     with pytest.raises(ConfigError, match="classes"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "classes": ["add", "sing"]}]})
+    variants = ["add", "add_shared", "answer_unknown"]   # a cycle may name the decision set's variants
+    assert TrainConfig.load("tiny", {"warm_start": [{"items": 7, "classes": variants}]}
+                            ).warm_start_rounds()[0]["classes"] == variants
     with pytest.raises(ConfigError, match="question_retrieve"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "question_retrieve": 1.5}]})
     with pytest.raises(ConfigError, match="episodes"):

@@ -146,10 +146,10 @@ class TrainConfig:
             bad("reward", "use 'all' or 'answer_only'")
         if self.rollouts not in ("episodes", "decisions"):
             bad("rollouts", "use 'episodes' or 'decisions'")
-        from agemem_lite.decisions import CLASSES
+        from agemem_lite.decisions import CYCLE
 
-        if not isinstance(self.decision_classes, list) or any(c not in CLASSES for c in self.decision_classes):
-            bad("decision_classes", f"a list of classes from {', '.join(CLASSES)}")
+        if not isinstance(self.decision_classes, list) or any(c not in CYCLE for c in self.decision_classes):
+            bad("decision_classes", f"a list of classes (or variants) from {', '.join(CYCLE)}")
         if isinstance(self.decision_budget, bool) or not isinstance(self.decision_budget, int) \
                 or self.decision_budget < 512:
             bad("decision_budget", "an integer ≥ 512")
@@ -178,7 +178,7 @@ class TrainConfig:
 
     def warm_start_rounds(self) -> list[dict]:
         """The warm-start rounds with their defaults filled in (ConfigError on a bad one)."""
-        from agemem_lite.decisions import CLASSES, FACT_THINKS, LONG_THINKS
+        from agemem_lite.decisions import CLASSES, CYCLE, FACT_THINKS, LONG_THINKS
 
         from .warm_start import resolve_long_think
 
@@ -214,9 +214,9 @@ class TrainConfig:
             for k in ("long_share", "question_retrieve"):
                 if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or not 0 <= r[k] <= 1:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number in [0, 1]")
-            bad = [c for c in r["classes"] if c not in CLASSES]
+            bad = [c for c in r["classes"] if c not in CYCLE]
             if bad:
-                raise ConfigError(f"{where}.classes: unknown {bad}; choose from {', '.join(CLASSES)}")
+                raise ConfigError(f"{where}.classes: unknown {bad}; choose from {', '.join(CYCLE)}")
             out.append(r)
         return out
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from agemem_lite.decisions import (Decision, DecisionItem, classify, classify_parsed, messages, same_id,
-                                   value_check)
+from agemem_lite.decisions import (Decision, DecisionItem, abstain_check, classify, classify_parsed, messages,
+                                   same_id, value_check)
 from agemem_lite.protocol import parse_step
 from agemem_lite.records import Step
 
@@ -42,7 +42,9 @@ class DecisionScore:
 def decision_reward(item: DecisionItem, text: str) -> DecisionScore:
     """1 for the labelled action (Update/Delete: with the labelled id; the wrong id earns
     ``WRONG_ID_REWARD``; an Add/Update whose content lost the item's value earns
-    ``LOST_VALUE_FACTOR`` times that), 0 for any other action or a step that does not parse."""
+    ``LOST_VALUE_FACTOR`` times that; an answer after a search that found only other things
+    earns nothing unless it says it does not know: naming an unrelated memory is a made-up
+    answer), 0 for any other action or a step that does not parse."""
     return _score(item, classify(text))
 
 
@@ -54,6 +56,8 @@ def _score(item: DecisionItem, d: Decision) -> DecisionScore:
         total = WRONG_ID_REWARD
     if value_check(item, d) is False:
         total *= LOST_VALUE_FACTOR
+    if abstain_check(item, d) is False:
+        return DecisionScore(0.0, 1.0)
     return DecisionScore(total, 1.0)
 
 
