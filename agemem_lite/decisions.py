@@ -136,7 +136,8 @@ class DecisionItem:
     #                                    retrieve: the query; answer: the reply; filter: the criteria;
     #                                    summary: the span
     kind: str = ""                     # the think's "Kind:" (prompts.THINK_KINDS)
-    basis: str = ""                    # answer: "memory" | "history" | "chat" | "general"; filter/summary: S
+    basis: str = ""                    # answer: "memory" | "history" | "chat" | "general" | "unknown";
+    #                                    filter/summary: S
     memory_type: str = ""              # add: memory_type of the new fact
     value: str = ""                    # add/update: the new value the stored content must carry
     after: list[dict] = field(default_factory=list)   # this turn's earlier steps and tool results
@@ -742,8 +743,9 @@ def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
 def generate(n: int, seed: int = 0, split: str = "heldout", *, budget: int = DEFAULT_BUDGET,
              classes: Sequence[str] = CLASSES, wide: bool = False) -> list[DecisionItem]:
     """``n`` items of ``split`` ("train" or "heldout"); item i has class (or variant, ``VARIANTS``)
-    ``classes[i % len]`` and depends only on (split, seed, i, that class, budget, wide). ``wide`` (train only): Filter/Summary
-    items also draw on ``*_WIDE`` subjects, requests, frames and summary turns."""
+    ``classes[i % len]`` and depends only on (split, seed, i, that class, budget, wide). ``wide``
+    (train only): Filter/Summary items also draw on ``*_WIDE`` subjects, requests, frames and
+    summary turns."""
     if split not in ("train", "heldout"):
         raise ValueError(f"split {split!r}: generate makes 'train' or 'heldout' (natural_items() is hand-written)")
     if wide and split != "train":

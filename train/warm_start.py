@@ -92,7 +92,7 @@ def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = F
     elif lab == "delete":
         result = f"{item.target_id} deleted"
     else:   # retrieve: nothing stored about it (the item shows no memory that answers it)
-        reply = "You have not told me that yet."
+        reply = D.UNKNOWN_REPLY
         return [Turn(item.id, lab, D.messages(item, guided=demonstrations),
                      [D.oracle_completion(item), render_step("Kind: question. Nothing stored, so say so.",
                                                              answer=reply)],
