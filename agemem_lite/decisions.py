@@ -604,9 +604,13 @@ def search_step(query: str, hits: list[tuple[str, str]], *, think: str = "No sho
     """A Retrieve_memory step of the current turn (think kept: ``Agent`` drops it when the turn
     ends) and its tool result, listing ``hits`` as the tool lists them."""
     call = render_step(f"Kind: question. {think}", calls=[{"name": "Retrieve_memory", "arguments": {"query": query}}])
-    found = "\n" + prompts.render_memory_lines(hits) if hits else "no memories found"
     return [{"role": "assistant", "content": call},
-            {"role": "tool", "content": prompts.render_tool_result("Retrieve_memory", True, found)}]
+            {"role": "tool", "content": search_result(hits)}]
+
+
+def search_result(hits: list[tuple[str, str]]) -> str:
+    """The tool message of a Retrieve_memory call that found ``hits`` (none: it found nothing)."""
+    return prompts.render_tool_result("Retrieve_memory", True, prompts.render_search_hits(hits))
 
 
 def _build_answer_unknown(b: _Builder, item: DecisionItem) -> DecisionItem:
@@ -636,11 +640,15 @@ def _build_answer_unknown(b: _Builder, item: DecisionItem) -> DecisionItem:
     return item
 
 
+#: The builder of each variant (``VARIANTS``): it fills an item of the class the variant maps to.
+_VARIANT_BUILDERS = {"add_shared": _build_add_shared, "answer_unknown": _build_answer_unknown}
+
+
 def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
     r, split = b.r, b.split
     if label in VARIANTS:
-        variant = {"add_shared": _build_add_shared, "answer_unknown": _build_answer_unknown}[label]
-        return variant(b, DecisionItem(id=item_id, split=split, label=VARIANTS[label], user="", budget=budget))
+        item = DecisionItem(id=item_id, split=split, label=VARIANTS[label], user="", budget=budget)
+        return _VARIANT_BUILDERS[label](b, item)
     item = DecisionItem(id=item_id, split=split, label=label, user="", budget=budget)
     if label in ("filter", "summary"):
         hist: list[dict] = []

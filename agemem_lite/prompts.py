@@ -95,6 +95,13 @@ def render_memory_lines(memories) -> str:
     return "\n".join(f"[{mid}] {content}" for mid, content in memories)
 
 
+def render_search_hits(memories) -> str:
+    """What Retrieve_memory reports: its hits as ``[id] content`` lines after a newline, or that it
+    found none. One rendering for the tool, the decision set and the warm start's turns."""
+    lines = render_memory_lines(memories)
+    return "\n" + lines if lines else "no memories found"
+
+
 def render_user_turn(text: str, related: str | None) -> str:
     """A user message with the environment's related memories (SPEC §4) shown first.
 

@@ -96,7 +96,7 @@ def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = F
         return [Turn(item.id, lab, D.messages(item, guided=demonstrations),
                      [D.oracle_completion(item), render_step("Kind: question. Nothing stored, so say so.",
                                                              answer=reply)],
-                     [prompts.render_tool_result(call["name"], True, "no memories found")])]
+                     [D.search_result([])])]
     return [_write_turn(item, result, r, demonstrations=demonstrations, fact_think=fact_think)]
 
 
@@ -131,10 +131,9 @@ def retrieve_turn(item: D.DecisionItem, r: random.Random | None = None, *,
     if r is not None:
         listed = hidden + r.sample(shown, r.randint(0, len(shown)))
         listed = r.sample(listed, len(listed))
-    hits = "\n" + prompts.render_memory_lines(listed)   # as Retrieve_memory writes its hits
     answer = render_step(f"Kind: question. {item.target_id} answers it.", answer=item.gold)
     return Turn(item.id + "+ret", "retrieve", ctx, [first, answer],
-                [prompts.render_tool_result("Retrieve_memory", True, hits)])
+                [D.search_result(listed)])
 
 
 def resolve_long_think(long_think: str | None, wide_long: bool) -> str:
@@ -343,11 +342,10 @@ def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "lo
             continue
         item = D.DecisionItem(id=f"q-{t.id}", split="train", label="retrieve", user=user, kind="question",
                               gold=t.question.split("] ", 1)[-1])
-        hits = "\n" + prompts.render_memory_lines(mems)
         ctx = D.messages(item, guided=False, show_related=False)   # stage 3 shows no retrieval
         out.append(Turn(item.id + "+ret", "retrieve", ctx,
                         [D.oracle_completion(item), reply],
-                        [prompts.render_tool_result("Retrieve_memory", True, hits)]))
+                        [D.search_result(mems)]))
     return out
 
 

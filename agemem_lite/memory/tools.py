@@ -238,8 +238,7 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
     hits = [h for h in found if h.similarity is None or h.similarity >= env.min_similarity][:top_k]
     for h in hits:
         env.seen_ids.add(h.memory.id)
-    text = "no memories found" if not hits else \
-        "\n" + prompts.render_memory_lines((h.memory.id, h.memory.content) for h in hits)
+    text = prompts.render_search_hits((h.memory.id, h.memory.content) for h in hits)
     return ToolResult("Retrieve_memory", True, text,
                       {"query": query, "hits": [{"memory": h.memory.to_dict(), "score": h.score,
                                                  "similarity": h.similarity} for h in hits],
