@@ -225,6 +225,7 @@ class _Fact:
     delete: tuple[str, str, str]
     ask: tuple[str, str, str]
     extra: Callable[[random.Random, _SplitNames, str], dict] = lambda r, n, split: {}
+    topic: str = ""        # what a memory of this type is about, for a think ("topic"); else query
 
 
 def _car(r, n, split):
@@ -284,7 +285,8 @@ FACTS: dict[str, _Fact] = {f.name: f for f in (
           ("my {rel} {name} doesn't live in {old} any more, no idea where they'll settle",
            "I was wrong, {name} never lived in {old}", "{name} moved out of {old}, so forget that"),
           ("where does my {rel} live?", "which town is my {rel} {name} in?", "where is my {rel} {name} living?"),
-          extra=lambda r, n, s: {"rel": r.choice(["sister", "brother"]), "name": n.first_name()}),
+          extra=lambda r, n, s: {"rel": r.choice(["sister", "brother"]), "name": n.first_name()},
+          topic="where the user's {rel} {name} lives"),
     _Fact("car", "fact", "The user drives a {v}.", "You drive a {v}.", "the user's car", _car,
           ("I drive a {v}", "my car is a {v}", "I get around in a {v}"),
           ("I sold the {old} and bought a {v}", "I traded in my {old} for a {v}",
@@ -942,7 +944,34 @@ LONG_THINKS = ("plain", "subject", "quote")
 #: copies the memory line its think just named, and the new value is nowhere near. "value_end"
 #: ends the think with the value ("Store risotto.", "update it to risotto."): after "value" the
 #: think sometimes looped on "The new fact, X, is about something else. The new fact, ...".
-FACT_THINKS = ("plain", "value", "value_end")
+#: "topic" is "value_end" with the subjects named: what the new fact is about, then what each shown
+#: memory is about ("This is about the user's home city; mem_7 is about where the user's sister
+#: Ana lives. Store Bristol.") or which one is about it too ("This is about the user's home city;
+#: mem_7 is about it too and is out of date, so update it to Bristol."): v7 updated a memory that
+#: merely held the same word (the dentist in Leeds for "I moved from Leeds to Bristol"), and "is
+#: about something else" gave no ground to tell them apart.
+FACT_THINKS = ("plain", "value", "value_end", "topic")
+
+
+def _sentence_pattern(f: _Fact) -> re.Pattern:
+    parts = re.split(r"\{(\w+)\}", f.sentence)   # literal, slot, literal, slot, ..., literal
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts)))
+
+
+#: Memory sentences of each fact type, the most literal text first ("The user is learning {v}."
+#: before "The user is {v}.").
+_SENTENCES = sorted(((_sentence_pattern(f), f) for f in FACTS.values()),
+                    key=lambda pf: -len(re.sub(r"\{\w+\}", "", pf[1].sentence)))
+
+
+def memory_topic(content: str) -> str | None:
+    """What a memory sentence of one of ``FACTS`` is about ("The user's sister Ana lives in Leeds."
+    → "where the user's sister Ana lives"); None for any other text."""
+    for pattern, f in _SENTENCES:
+        m = pattern.fullmatch(content)
+        if m:
+            return (f.topic or f.query).format(**m.groupdict())
+    return None
 
 
 def _long_reason(item: DecisionItem, think: str) -> str:
@@ -963,6 +992,8 @@ def _fact_reason(item: DecisionItem, fact_think: str) -> str:
     """An Add/Update think (``FACT_THINKS``): "plain" names the memories, the others also the value."""
     v, shown = item.value, [m for m, _ in item.shown]
     how = fact_think if v else "plain"
+    if how == "topic":
+        return _topic_reason(item)
     if item.label == "update":
         return {"plain": f"{item.target_id} is out of date, so update it.",
                 "value": f"{item.target_id} is out of date; the new value is {v}, so update it.",
@@ -970,6 +1001,18 @@ def _fact_reason(item: DecisionItem, fact_think: str) -> str:
     store = {"plain": "Store it.", "value": f"The new fact: {v}. Store it.", "value_end": f"Store {v}."}[how]
     return f"{', '.join(shown)} {'is' if len(shown) == 1 else 'are'} about something else. {store}" \
         if shown else store
+
+
+def _topic_reason(item: DecisionItem) -> str:
+    """The "topic" think (``FACT_THINKS``): subjects named, the value last."""
+    v = item.value
+    if item.label == "update":
+        about = memory_topic(item.gold) or "it"
+        return f"This is about {about}; {item.target_id} is about it too and is out of date, so update it to {v}."
+    if not item.shown:
+        return f"Store {v}."
+    shown = [f"{m} is about {memory_topic(c) or 'something else'}" for m, c in item.shown]
+    return f"This is about {memory_topic(item.gold) or 'something new'}; {', '.join(shown)}. Store {v}."
 
 
 def _reason(item: DecisionItem, long_think: str = "plain", fact_think: str = "plain") -> str:

@@ -4,6 +4,7 @@ oracle, scoring, and one smoke run of the real SmolLM2 policy."""
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -475,3 +476,15 @@ def test_smollm2_decisions_parse_and_report(small_policy, data_dir, tmp_path, mo
     r = CliRunner().invoke(main, ["--data-dir", str(home), "eval", "--bench", "decisions:train", "--n", "1",
                                   "--policy", "smollm2-135m", "--adapter", str(model_file)])
     assert r.exit_code == 1 and "not a GGUF LoRA adapter" in r.output and r.output.strip().count("\n") == 0, r.output
+
+
+def test_memory_topic_reads_each_fact_sentence():
+    assert D.memory_topic("The user's sister Ana lives in Leeds.") == "where the user's sister Ana lives"
+    assert D.memory_topic("The user is learning Welsh.") == "the language the user is learning"
+    assert D.memory_topic("The user is vegan.") == "the user's diet"
+    assert D.memory_topic("The user's cat is called Tom.") == "the user's pet"
+    assert D.memory_topic("The user likes long walks.") is None
+    r = random.Random(0)
+    for f in D.FACTS.values():   # every fact type's sentence maps back to its own subject
+        s = {"v": "Xq", "species": "cat", "rel": "sister", "name": "Ana", **f.extra(r, D._SplitNames(r, "train"), "train")}
+        assert D.memory_topic(f.sentence.format(**s)) == (f.topic or f.query).format(**s)

@@ -166,6 +166,31 @@ def test_value_thinks_write_the_new_value_before_the_call():
             assert d.action == t.label and D.carries_value(d.content, it.value)
 
 
+def test_topic_thinks_name_the_subjects_then_the_value():
+    """``fact_think="topic"``: an Add names what the fact and each shown memory are about, an Update
+    names the fact's subject and the target as about it too; the value ends the think."""
+    cycle = ("add", "update", "add_shared")
+    items = {it.id: it for it in D.generate(60, 5, "train", classes=cycle)}
+    writes = [t for t in build_turns(60, 5, classes=cycle, fact_think="topic") if t.label in ("add", "update")]
+    assert {t.label for t in writes} == {"add", "update"}
+    for t in writes:
+        it, step = items[t.item_id], t.steps[0]
+        think = step.split("</think>")[0]
+        d = D.classify(step)
+        assert d.action == t.label and D.carries_value(d.content, it.value)
+        assert think.endswith(f" {it.value}.")
+        if t.label == "update":
+            assert f"This is about {D.memory_topic(it.gold)}; {it.target_id} is about it too" in think
+        elif it.shown:
+            assert think.split(". ", 1)[1].startswith(f"This is about {D.memory_topic(it.gold)};")
+            for mid, content in it.shown:
+                assert f"{mid} is about {D.memory_topic(content)}" in think
+    # a look-alike holding the same town is named for what it is about, not taken for the fact
+    shared = next(it for it in items.values() if it.template.startswith("add_shared.old") and it.fact == "city")
+    step = D.oracle_completion(shared, fact_think="topic")
+    assert "about the user's home city;" in step and "is about where the user's" in step
+
+
 def test_question_turns_answer_the_episode_question_in_its_short_form():
     from agemem_lite import prompts
     from agemem_lite.eval.harness import build_tasks
