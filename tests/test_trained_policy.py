@@ -24,9 +24,10 @@ pytestmark = [pytest.mark.default_model, pytest.mark.slow]
 #: Natural set, measured with `agemem eval --bench decisions --n 28 --seed 0` (docs/training.md):
 #: the shipped adapter (v7 = warm start v6 + round G) 21/27 (add 3/4, update 4/4, delete 3/4,
 #: retrieve 3/4, answer 5/5, filter 1/3, summary 2/3); v6 14-15/27; v5 16/27; the prompted model
-#: (with its demonstrations) 10/27. The threshold leaves room for greedy-decoding differences
-#: across llama.cpp builds and still fails for v6's level.
-MIN_NATURAL_ACCURACY = 18 / 27
+#: (with its demonstrations) 10/27. The set has 31 items since four look-alike and unknown items
+#: joined it: v7 23/31 (2/4 of the new ones). The threshold leaves three items for greedy-decoding
+#: differences across llama.cpp builds and still fails for v6's level (15/27 + 4/4 = 19/31).
+MIN_NATURAL_ACCURACY = 20 / 31
 
 
 @pytest.fixture(scope="module")
