@@ -594,7 +594,9 @@ def _build_add_shared(b: _Builder, item: DecisionItem) -> DecisionItem:
     r.shuffle(shown)
     fid, frame = b.frame("update" if mode == "old" else "add")
     pi, ph = b.phrasing(fact, "update" if mode == "old" else "add")
-    item.user, item.shown, item.kind = _cap(frame.format(s=ph.format(**s))), shown, "new fact"
+    # the kind says what the user said (a change, in the update wording); no memory about it decides Add
+    item.kind = "changed fact" if mode == "old" else "new fact"
+    item.user, item.shown = _cap(frame.format(s=ph.format(**s))), shown
     item.template = f"add_shared.{mode}.{fid}+{fact.name}.{pi}"
     item.fact, item.memory_type, item.value = fact.name, fact.memory_type, s["v"]
     item.gold, item.entities = fact.sentence.format(**s), b.entities
@@ -946,10 +948,10 @@ LONG_THINKS = ("plain", "subject", "quote")
 #: think sometimes looped on "The new fact, X, is about something else. The new fact, ...".
 #: "topic" is "value_end" with the subjects named: what the new fact is about, then what each shown
 #: memory is about ("This is about the user's home city; mem_7 is about where the user's sister
-#: Ana lives. Store Bristol.") or which one is about it too ("This is about the user's home city;
-#: mem_7 is about it too and is out of date, so update it to Bristol."): v7 updated a memory that
-#: merely held the same word (the dentist in Leeds for "I moved from Leeds to Bristol"), and "is
-#: about something else" gave no ground to tell them apart.
+#: Ana lives, so it is not. Store Bristol.") or which one is about it too ("This is about the
+#: user's home city; mem_7 is about it too and is out of date, so update it to Bristol."): v7
+#: updated a memory that merely held the same word (the dentist in Leeds for "I moved from Leeds
+#: to Bristol"), and "is about something else" gave no ground to tell them apart.
 FACT_THINKS = ("plain", "value", "value_end", "topic")
 
 
@@ -1012,7 +1014,8 @@ def _topic_reason(item: DecisionItem) -> str:
     if not item.shown:
         return f"Store {v}."
     shown = [f"{m} is about {memory_topic(c) or 'something else'}" for m, c in item.shown]
-    return f"This is about {memory_topic(item.gold) or 'something new'}; {', '.join(shown)}. Store {v}."
+    none = "it is not" if len(shown) == 1 else "none is about it"
+    return f"This is about {memory_topic(item.gold) or 'something new'}; {', '.join(shown)}, so {none}. Store {v}."
 
 
 def _reason(item: DecisionItem, long_think: str = "plain", fact_think: str = "plain") -> str:

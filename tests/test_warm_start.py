@@ -185,10 +185,12 @@ def test_topic_thinks_name_the_subjects_then_the_value():
             assert think.split(". ", 1)[1].startswith(f"This is about {D.memory_topic(it.gold)};")
             for mid, content in it.shown:
                 assert f"{mid} is about {D.memory_topic(content)}" in think
+            assert think.endswith(("so it is not. Store " + it.value + ".", "so none is about it. Store " + it.value + "."))
     # a look-alike holding the same town is named for what it is about, not taken for the fact
     shared = next(it for it in items.values() if it.template.startswith("add_shared.old") and it.fact == "city")
     step = D.oracle_completion(shared, fact_think="topic")
     assert "about the user's home city;" in step and "is about where the user's" in step
+    assert step.startswith("<think>Kind: changed fact.")   # the kind follows the wording; no match makes it an Add
 
 
 def test_question_turns_answer_the_episode_question_in_its_short_form():
