@@ -31,7 +31,8 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: long_think: how their think reasons, one of decisions.LONG_THINKS (default: "subject" with
 #: wide_long, else "plain", the v6 data); fact_think: how an Add/Update think reasons, one of
 #: decisions.FACT_THINKS ("plain", the v6 data; "value": the think writes the new value down;
-#: "value_end": the think ends with it, round G of the shipped v7).
+#: "value_end": the think ends with it, round G of the shipped v7; "topic": it also names what the
+#: fact and the shown memories are about, rounds K and L, not shipped).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
                        "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1,
