@@ -71,10 +71,6 @@ class Turn:
     tool_results: list[str]
 
 
-def _tool(name: str, text: str) -> dict:
-    return {"role": "tool", "content": prompts.render_tool_result(name, True, text)}
-
-
 def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = False,
              long_think: str = "plain", fact_think: str = "plain") -> list[Turn]:
     """The oracle's turn(s) for one decision item (``long_think``: ``decisions.LONG_THINKS``;
