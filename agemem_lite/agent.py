@@ -49,10 +49,12 @@ class Agent:
     """The assistant: a policy managing its LTM (store) and STM (context) through tools."""
 
     def __init__(self, policy, store: MemoryStore, embedder, settings: Settings, *,
-                 today: str | None = None, demonstrations: bool = True,
+                 today: str | None = None, demonstrations: bool = True, context_usage: bool = False,
                  approve: Callable[[ToolCall], bool] | None = None,
                  tools: Sequence[str] | None = None):
-        """``tools``: the tools the policy may call (None = all six, ``()`` = answer only)."""
+        """``tools``: the tools the policy may call (None = all six, ``()`` = answer only).
+        ``context_usage``: each user turn starts with how full the context is
+        (``prompts.render_context_usage``), for a policy trained to read it."""
         if isinstance(tools, str):
             raise TypeError(f"tools={tools!r}: pass a sequence of tool names, e.g. ({tools!r},)")
         unknown = [] if tools is None else [t for t in tools if t not in TOOLS]
@@ -66,6 +68,7 @@ class Agent:
         self.embedder = embedder
         self.settings = settings
         self.today = today or _dt.date.today().isoformat()
+        self.context_usage = context_usage
         self.context = Context(policy.count_tokens, settings.context_budget)
         self.context.append("system", prompts.render_system(
             today=self.today, budget=settings.context_budget, tool_schemas=grammar_schemas(self.tools)))
@@ -128,7 +131,9 @@ class Agent:
         if on_related and show_related:
             on_related(related)
         shown = prompts.render_related([(r["id"], r["content"]) for r in related]) if show_related else None
-        self.context.append("user", prompts.render_user_turn(user_text.strip(), shown), kind="turn")
+        usage = (prompts.render_context_usage(self.context.tokens, self.settings.context_budget)
+                 if self.context_usage else None)
+        self.context.append("user", prompts.render_user_turn(user_text.strip(), shown, usage), kind="turn")
         turn = Turn(user=user_text, related=related)
         if cancel is not None:
             inner = on_text

@@ -46,6 +46,14 @@ def wants_demonstrations(settings: Settings, name: str | None = None) -> bool:
     return settings.guided and get_spec(settings, name or settings.policy).demonstrations
 
 
+def wants_context_usage(settings: Settings, name: str | None = None) -> bool:
+    """Whether user turns carry the context-usage line: ``settings.context_usage``, where
+    'auto' follows how the policy was trained (``ModelSpec.context_usage``)."""
+    if settings.context_usage != "auto":
+        return settings.context_usage == "on"
+    return get_spec(settings, name or settings.policy).context_usage
+
+
 def policy_options(settings: Settings, guided: bool | None = None) -> dict:
     """LlamaPolicy keyword arguments for these settings: how chat decodes (training's
     rollouts use the same, so the trained policy is served exactly as it was trained)."""
@@ -93,6 +101,6 @@ def open_assistant(settings: Settings, *, progress: Progress | None = None, appr
         raise
     store = open_store(settings)
     agent = Agent(policy, store, embedder, settings, demonstrations=wants_demonstrations(settings),
-                  approve=approve)
+                  context_usage=wants_context_usage(settings), approve=approve)
     agent.warm(settings.data_dir / "cache")
     return Assistant(agent, policy, embedder, store)

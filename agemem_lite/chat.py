@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .agent import Agent
-from .assistant import Assistant, open_assistant, open_policy, wants_demonstrations
+from .assistant import Assistant, open_assistant, open_policy, wants_context_usage, wants_demonstrations
 from .config import Settings
 from .errors import StoreError
 from .memory.sessions import SessionInfo, SessionLog, TranscriptTurn
@@ -210,7 +210,8 @@ class ChatSession:
             new = open_policy(self.settings, name, progress=progress)
             old_agent = self.agent
             agent = Agent(new, self.store, self.assistant.embedder, self.settings,
-                          demonstrations=wants_demonstrations(self.settings, name))
+                          demonstrations=wants_demonstrations(self.settings, name),
+                          context_usage=wants_context_usage(self.settings, name))
             agent.load_conversation(old_agent.conversation(), old_agent.env.seen_ids)
             agent.warm(self.settings.data_dir / "cache")
             old_policy = self.assistant.policy

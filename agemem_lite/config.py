@@ -68,6 +68,9 @@ class Settings:
                                         "memories; -1 turns the floor off.", "§2")
     guided: bool = _f(True, "Aids for prompted (untrained) policies: demonstration turns after the system "
                       "prompt and a grammar-forced 'Kind: …' label at the start of each think.", "§3")
+    context_usage: str = _f("auto", "Start each user turn with how full the context is ('[Context: 70 % full]'): "
+                            "'auto' (as the policy was trained, its registry row), 'on' or 'off' (to try an "
+                            "adapter trained with the line).", "§2")
     filter_threshold: float = _f(0.6, "θ: Filter_context drops messages with cosine ≥ θ to the criteria.", "§2")
     n_threads: int = _f(0, "CPU threads for llama.cpp; 0 means all cores.")
     keep_deleted: bool = _f(False, "Keep deleted memories' text in the history so a delete can be undone. "
@@ -93,6 +96,8 @@ class Settings:
         if not -1.0 <= self.retrieve_min_similarity <= 1.0:
             raise ConfigError(f"retrieve_min_similarity={self.retrieve_min_similarity}: a cosine floor in "
                               "[-1, 1] (-1 turns it off)")
+        if self.context_usage not in ("auto", "on", "off"):
+            raise ConfigError(f"context_usage={self.context_usage!r}: use 'auto', 'on' or 'off'")
         if self.approval not in ("auto", "ask"):
             raise ConfigError(f"approval={self.approval!r}: use 'auto' or 'ask'")
         if self.temperature < 0:

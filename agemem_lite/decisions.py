@@ -897,19 +897,46 @@ def natural_items(budget: int = DEFAULT_BUDGET) -> list[DecisionItem]:
 # --------------------------------------------------------------------------- context and oracle
 
 def messages(item: DecisionItem, *, today: str = TODAY, budget: int | None = None,
-             guided: bool = True, show_related: bool = True) -> list[dict]:
+             guided: bool = True, show_related: bool = True,
+             count_tokens: Callable[[str], int] | None = None) -> list[dict]:
     """The exact serving context of ``item`` (what ``Agent`` gives the policy): system prompt
     with all six tools, the demonstrations when ``guided``, the history, the user turn with
     its related memories (none at all with ``show_related=False``, as episode stages 2-3
     send it), then the turn's earlier steps (``item.after``). ``budget`` defaults to the one the item was generated for (the
-    Filter/Summary labels assume it)."""
+    Filter/Summary labels assume it). With ``count_tokens`` (the policy's tokenizer) every user
+    turn carries its context-usage line, as ``Agent(context_usage=True)`` writes it."""
+    budget = item.budget if budget is None else budget
     msgs = [{"role": "system", "content": prompts.render_system(
-        today=today, budget=item.budget if budget is None else budget, tool_schemas=grammar_schemas())}]
+        today=today, budget=budget, tool_schemas=grammar_schemas())}]
     if guided:
         msgs += prompts.render_demonstrations()
+    start = len(msgs)
     msgs += [{"role": m["role"], "content": m["content"]} for m in item.history]
     msgs.append(user_message(item.user, list(item.shown), show_related=show_related))
+    if count_tokens is not None:
+        msgs = with_context_usage(msgs, start, budget, count_tokens)
     return msgs + [{"role": m["role"], "content": m["content"]} for m in item.after]
+
+
+def with_context_usage(msgs: list[dict], start: int, budget: int,
+                       count_tokens: Callable[[str], int]) -> list[dict]:
+    """``msgs`` with the context-usage line on each user turn from ``start`` on, computed as
+    ``Agent`` does: the content tokens of every message before it (earlier lines included)."""
+    out, used = [], 0
+    for i, m in enumerate(msgs):
+        if i >= start and m["role"] == "user":
+            related, text = _split_user(m["content"])
+            m = {"role": "user", "content": prompts.render_user_turn(
+                text, related, prompts.render_context_usage(used, budget))}
+        out.append(m)
+        used += count_tokens(m["content"]) if m["content"] else 0
+    return out
+
+
+def _split_user(content: str) -> tuple[str | None, str]:
+    """A rendered user turn → (its related-memories block or None, the user's words)."""
+    text = prompts.user_text_of(content)
+    return (content[:-len(text) - len(prompts.USER_PREFIX) - 2] if text != content else None), text
 
 
 def oracle_call(item: DecisionItem) -> dict | None:
@@ -1191,12 +1218,14 @@ def render_report(scores: dict, title: str = "decisions") -> str:
 # --------------------------------------------------------------------------- running a policy
 
 def run_decisions(policy, items: Sequence[DecisionItem], *, today: str = TODAY, budget: int | None = None,
-                  guided: bool = True, progress: Callable[[int, int, str], None] | None = None
-                  ) -> tuple[list[Decision], list[dict]]:
+                  guided: bool = True, progress: Callable[[int, int, str], None] | None = None,
+                  context_usage: bool = False) -> tuple[list[Decision], list[dict]]:
     """One ``policy.step`` per item (no tool runs); returns the decisions and per-item records.
 
     ``guided`` decides whether the demonstrations are in the context; the guided "Kind:"
-    think is the policy's own setting (``assistant.open_policy(guided=...)``)."""
+    think is the policy's own setting (``assistant.open_policy(guided=...)``).
+    ``context_usage``: user turns carry the context-usage line (the policy's tokenizer counts)."""
+    count = policy.count_tokens if context_usage else None
     use_tools = getattr(policy, "use_tools", None)
     if use_tools:   # all six, whatever subset an earlier agent narrowed it to
         use_tools(grammar_schemas())
@@ -1205,7 +1234,7 @@ def run_decisions(policy, items: Sequence[DecisionItem], *, today: str = TODAY, 
         if progress:
             progress(k, len(items), it.split)
         t0 = time.perf_counter()
-        comp = policy.step(messages(it, today=today, budget=budget, guided=guided))
+        comp = policy.step(messages(it, today=today, budget=budget, guided=guided, count_tokens=count))
         d = classify(comp.text)
         decisions.append(d)
         records.append({"id": it.id, "split": it.split, "label": it.label, "template": it.template,
@@ -1246,7 +1275,8 @@ def parse_bench(text: str) -> list[str] | None:
 
 def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path | None = None,
               today: str = TODAY, budget: int = DEFAULT_BUDGET, guided: bool = True,
-              progress: Callable[[int, int, str], None] | None = None) -> tuple[str, dict]:
+              progress: Callable[[int, int, str], None] | None = None,
+              context_usage: bool = False) -> tuple[str, dict]:
     """Run and score each split separately (n generated items; natural: all of them).
     Writes ``decisions-report.md`` and ``decisions-<split>.json`` (items, records, scores)
     into ``out_dir`` when given. Returns the Markdown report and the scores per split."""
@@ -1259,7 +1289,7 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
         else:
             items = generate(n, seed, sp, budget=budget)
         decisions, records = run_decisions(policy, items, today=today, budget=budget, guided=guided,
-                                           progress=progress)
+                                           progress=progress, context_usage=context_usage)
         result[sp] = score(items, decisions)
         sections.append(render_report(result[sp], f"{sp} split"))
         if out_dir is not None:
@@ -1268,7 +1298,8 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
                 {"split": sp, "seed": seed, "scores": result[sp], "records": records,
                  "items": [it.to_dict() for it in items]}, ensure_ascii=False, indent=1), encoding="utf-8")
     name = getattr(policy, "name", "policy")
-    text = (f"## Protocol decisions: {name} (seed {seed}, budget {budget}, guided {guided})\n\n"
+    usage = ", context usage shown" if context_usage else ""
+    text = (f"## Protocol decisions: {name} (seed {seed}, budget {budget}, guided {guided}{usage})\n\n"
             "Single steps, no tool executed; the first tool call's name (or an answer) is the decision.\n\n"
             + "\n\n".join(sections))
     if out_dir is not None:

@@ -89,6 +89,8 @@ class EpisodeConfig:
     distractors_per_turn: int = _f(1, "Distractors joined into one stage-2 turn (SPEC §4: one).")
     demonstrations: bool = _f(True, "Show the demonstration turns after the system prompt (prompted "
                               "policies; a trained policy can drop them). Kept by the stage-2 reset.", "§3")
+    context_usage: bool = _f(False, "Start each user turn with how full the context is (a policy trained "
+                             "with that line: ModelSpec.context_usage).", "§2")
     short_answer: bool = _f(True, "Stage 3 asks for the answer only, a short phrase "
                             "(prompts.render_question); False asks the bare question.", "§4")
     today: str = _f("", "ISO date shown in the system prompt; empty = the real date.", "§3")
@@ -259,7 +261,7 @@ def run_episode(policy, store, embedder, task: EpisodeTask, config: EpisodeConfi
                          "with an empty LTM (SPEC §4); pass another namespace or seed")
     s = _settings(settings, policy, cfg, ns, cfg.max_steps_per_turn if method.tools else 1)
     agent = Agent(policy, store, embedder, s, today=cfg.today or None, demonstrations=cfg.demonstrations,
-                  tools=method.tools)
+                  context_usage=cfg.context_usage, tools=method.tools)
     retrieval = method.retrieval_stages(cfg.stage1_retrieval)
     stages: dict[str, list[Turn]] = {st: [] for st in STAGES}
     t0 = time.perf_counter()

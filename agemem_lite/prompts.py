@@ -7,6 +7,7 @@ Training and serving call the same render functions, so the format cannot drift
 from __future__ import annotations
 
 import json
+import re
 
 # SPEC §1-§3: the system prompt of the memory policy. Kept short: the 0.5B default
 # model follows short, concrete rules better than long ones, and a stable system
@@ -41,6 +42,9 @@ Keep every name, number, date, place and decision. Do not add anything new.
 RELATED_HEADER = "[Related memories]"
 NO_RELATED = "[Related memories: none]"
 USER_PREFIX = "User: "
+#: The context-usage line of a user turn, for policies trained to read it (``render_context_usage``).
+CONTEXT_USAGE = "[Context: {pct} % full]"
+CONTEXT_USAGE_HEAD = "[Context: "
 
 # Tool descriptions (SPEC §2). One place, rendered into the system prompt and the
 # JSON schemas the grammar is built from.
@@ -102,17 +106,36 @@ def render_search_hits(memories) -> str:
     return "\n" + lines if lines else "no memories found"
 
 
-def render_user_turn(text: str, related: str | None) -> str:
-    """A user message with the environment's related memories (SPEC §4) shown first.
+def budget_of(system: str) -> int:
+    """The context budget a system prompt (``render_system``) states."""
+    m = re.search(r"Context budget: (\d+) tokens\.", system)
+    if m is None:
+        raise ValueError("not a system prompt written by render_system: no context budget in it")
+    return int(m.group(1))
+
+
+def render_context_usage(tokens: int, budget: int) -> str:
+    """How full the context is when a user turn arrives, to the nearest 10 % of the budget.
+
+    The policy cannot count its own context, so "the context is long" (the Filter/Summary
+    rule) is otherwise a guess from the text; coarse steps keep the line the same under
+    small tokenizer differences between training and serving."""
+    return CONTEXT_USAGE.format(pct=10 * round(10 * tokens / budget))
+
+
+def render_user_turn(text: str, related: str | None, usage: str | None = None) -> str:
+    """A user message with the environment's related memories (SPEC §4) shown first,
+    after the context-usage line (``render_context_usage``) when the policy reads one.
 
     The user's words come last on purpose: measured on the 0.5B default, with the
     memories after the message it classified questions as new facts far more often."""
-    return text if related is None else f"{related}\n\n{USER_PREFIX}{text}"
+    head = "\n".join(part for part in (usage, related) if part is not None)
+    return f"{head}\n\n{USER_PREFIX}{text}" if head else text
 
 
 def user_text_of(content: str) -> str:
     """The user's own words in a message written by ``render_user_turn``."""
-    if content.startswith((RELATED_HEADER, NO_RELATED)):
+    if content.startswith((RELATED_HEADER, NO_RELATED, CONTEXT_USAGE_HEAD)):
         _, sep, text = content.partition(f"\n\n{USER_PREFIX}")
         if sep:
             return text

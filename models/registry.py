@@ -104,6 +104,9 @@ class ModelSpec:
     #: policies (``prompts.render_demonstrations``). A trained policy learnt the
     #: protocol and is served without them (~1.2k fewer prompt tokens per step).
     demonstrations: bool = True
+    #: Whether each user turn starts with how full the context is
+    #: (``prompts.render_context_usage``): only for a policy trained with that line.
+    context_usage: bool = False
 
 
 #: Where adapters the project trained itself are kept (each <= 10 MB, with the command

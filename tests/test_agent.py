@@ -31,11 +31,11 @@ def answer_step(text: str, think: str = "reply") -> str:
 
 @pytest.fixture
 def make_agent(store, embedder, settings):
-    def make(script, *, demonstrations=False, tools=None, **overrides):
+    def make(script, *, demonstrations=False, tools=None, context_usage=False, **overrides):
         s = dataclasses.replace(settings, **overrides)
         policy = ScriptedPolicy(script)
         return Agent(policy, store, embedder, s, today="2025-01-01", demonstrations=demonstrations,
-                     tools=tools), policy
+                     context_usage=context_usage, tools=tools), policy
 
     return make
 
@@ -230,6 +230,28 @@ def test_rewind_returns_the_user_text_with_or_without_the_related_header(make_ag
     assert agent.rewind_last_turn() == "Hello"
     assert agent.rewind_last_turn() == "When was Anna born?"
     assert agent.rewind_last_turn() is None and agent.turns == []
+
+
+def test_context_usage_line_says_how_full_the_context_was_when_the_turn_came(make_agent, store, embedder):
+    text = "The user's sister Anna was born on March 3rd."
+    store.add(NS, text, embedder.embed_one(text))
+    agent, policy = make_agent([answer_step("ok " * 300), answer_step("ok")], context_usage=True,
+                               context_budget=1000)
+    before = agent.context.tokens
+    agent.turn("When was Anna born?")
+    between = agent.context.tokens
+    agent.turn("Hello", show_related=False)
+    first, second = [m["content"] for m in policy.calls[1][0] if m["role"] == "user"]
+    assert first.startswith(f"[Context: {10 * round(before / 100)} % full]\n{prompts.RELATED_HEADER}")
+    assert second == f"[Context: {10 * round(between / 100)} % full]\n\nUser: Hello"
+    assert round(between / 100) > round(before / 100)   # the long reply filled it
+    assert agent.rewind_last_turn() == "Hello" and agent.rewind_last_turn() == "When was Anna born?"
+
+
+def test_no_context_usage_line_unless_asked(make_agent):
+    agent, policy = make_agent([answer_step("ok")])
+    agent.turn("Hello", show_related=False)
+    assert policy.calls[0][0][-1]["content"] == "Hello"
 
 
 # -- tool subsets ------------------------------------------------------------------------------

@@ -488,3 +488,34 @@ def test_memory_topic_reads_each_fact_sentence():
     for f in D.FACTS.values():   # every fact type's sentence maps back to its own subject
         s = {"v": "Xq", "species": "cat", "rel": "sister", "name": "Ana", **f.extra(r, D._SplitNames(r, "train"), "train")}
         assert D.memory_topic(f.sentence.format(**s)) == (f.topic or f.query).format(**s)
+
+
+def test_context_usage_lines_follow_the_tokens_before_each_user_turn(train):
+    """With a token counter every user turn starts with how full the context was before it (as
+    ``Agent(context_usage=True)`` writes it); without one the context is unchanged, so policies
+    trained without the line see what they learnt."""
+    for it in train[:14]:
+        plain = D.messages(it, guided=False)
+        shown = D.messages(it, guided=False, count_tokens=D.est_tokens)
+        used = 0
+        for a, b in zip(plain, shown):
+            if a["role"] == "user":
+                line = prompts.render_context_usage(used, it.budget)
+                assert b["content"] == f"{line}\n{a['content']}"
+                assert prompts.user_text_of(b["content"]) == prompts.user_text_of(a["content"])
+            else:
+                assert a == b
+            used += D.est_tokens(b["content"])
+        last = [m for m in shown if m["role"] == "user"][-1]["content"]
+        pct = int(last.split()[1])
+        assert (pct >= 50) == (it.label in ("filter", "summary")), (it.label, pct)
+
+
+def test_context_usage_rounds_to_ten_percent_and_budget_reads_back():
+    assert prompts.render_context_usage(0, 4096) == "[Context: 0 % full]"
+    assert prompts.render_context_usage(3322, 4096) == "[Context: 80 % full]"
+    assert prompts.render_context_usage(4300, 4096) == "[Context: 100 % full]"
+    assert prompts.render_context_usage(5000, 4096) == "[Context: 120 % full]"
+    assert prompts.budget_of(prompts.render_system(today="2025-01-01", budget=2048, tool_schemas=[])) == 2048
+    with pytest.raises(ValueError, match="context budget"):
+        prompts.budget_of("You are helpful.")

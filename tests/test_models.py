@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from agemem_lite import model_files as mf
 from agemem_lite.cli import main
 from agemem_lite.config import Settings
-from agemem_lite.errors import ModelFileError
+from agemem_lite.errors import ConfigError, ModelFileError
 from models.registry import (DEFAULT_EMBEDDER, DEFAULT_POLICY, PROMPTED_POLICY, REGISTRY, TEST_POLICY, ModelSpec,
                              PyPIFile)
 
@@ -352,3 +352,13 @@ def test_trained_policy_is_served_without_demonstrations(tmp_path):
     assert not wants_demonstrations(Settings(data_dir=tmp_path, policy="agemem-0.5b"))
     assert wants_demonstrations(Settings(data_dir=tmp_path, policy="qwen2.5-coder-0.5b"))
     assert not wants_demonstrations(Settings(data_dir=tmp_path, policy="qwen2.5-coder-0.5b", guided=False))
+
+
+def test_context_usage_follows_the_policy_unless_set(tmp_path):
+    from agemem_lite.assistant import wants_context_usage
+
+    assert not wants_context_usage(Settings(data_dir=tmp_path, policy="agemem-0.5b"))
+    assert wants_context_usage(Settings(data_dir=tmp_path, policy="agemem-0.5b", context_usage="on"))
+    assert not wants_context_usage(Settings(data_dir=tmp_path, policy="qwen2.5-coder-0.5b", context_usage="off"))
+    with pytest.raises(ConfigError, match="context_usage"):
+        Settings(data_dir=tmp_path, context_usage="yes")

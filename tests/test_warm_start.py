@@ -15,6 +15,7 @@ import re
 import pytest
 
 from agemem_lite import decisions as D
+from agemem_lite import prompts
 from agemem_lite.errors import ConfigError
 from agemem_lite.protocol import parse_step, render_step
 
@@ -419,3 +420,18 @@ def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings,
         assert pol.step(D.messages(_item("add"), guided=False)).text
     finally:
         pol.close()
+
+
+def test_context_usage_turns_use_their_own_budget_and_only_change_user_turns():
+    from train.warm_start import with_context_usage
+
+    turns = build_turns(20, 3, long_share=1.0, long_budget=2048)
+    lined = with_context_usage(turns, D.est_tokens)
+    assert {prompts.budget_of(t.context[0]["content"]) for t in turns} == {2048, D.DEFAULT_BUDGET}
+    for t, u in zip(turns, lined):
+        assert (t.steps, t.tool_results, len(t.context)) == (u.steps, u.tool_results, len(u.context))
+        pct = int(u.context[-1]["content"].split()[1]) if u.context[-1]["role"] == "user" else None
+        if pct is not None:
+            assert (pct >= 50) == (t.label in ("filter", "summary")), (t.label, pct)
+        for a, b in zip(t.context, u.context):
+            assert (a == b) == (a["role"] != "user")

@@ -199,7 +199,7 @@ class GRPOTrainer:
                                   replay=rnd["replay"], stage2=rnd["stage2"], questions=rnd["questions"], question_seed=cfg.train_seed,
                                   question_retrieve=rnd["question_retrieve"], episodes=rnd["episodes"],
                                   pack=rnd["pack"], wide_long=rnd["wide_long"], long_think=rnd["long_think"],
-                                  fact_think=rnd["fact_think"],
+                                  fact_think=rnd["fact_think"], context_usage=rnd["context_usage"],
                                   log=self.log,
                                   progress=self.progress)
                 self._append_log({"type": "warm_start", "round": i, **summary})

@@ -41,9 +41,9 @@ import json
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from agemem_lite import decisions as D
 from agemem_lite import prompts, protocol
@@ -393,6 +393,14 @@ def info_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longme
     return out
 
 
+def with_context_usage(turns: list[Turn], count_tokens: Callable[[str], int]) -> list[Turn]:
+    """``turns`` with the context-usage line on every user turn, counted with the serving
+    tokenizer as ``Agent(context_usage=True)`` counts it; each turn's budget is the one its
+    system prompt states (Filter/Summary items are generated for ``long_budget``)."""
+    return [replace(t, context=D.with_context_usage(t.context, 1, prompts.budget_of(t.context[0]["content"]),
+                                                    count_tokens)) for t in turns]
+
+
 def step_pieces(step: str) -> list[str]:
     """``step`` as ``LlamaPolicy.step`` tokenises it: the runtime writes ``<answer>`` (or a grammar
     ends there) and generates the reply after a prompt tokenised up to that point, so the reply is
@@ -450,7 +458,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None,
             replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000,
             question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1, wide_long: bool = False,
-            long_think: str | None = None, fact_think: str = "plain") -> dict:
+            long_think: str | None = None, fact_think: str = "plain", context_usage: bool = False) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
     ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
@@ -463,7 +471,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     about four rows (gradient accumulation 4 // pack).
     ``init_adapter``: continue training that PEFT adapter folder (an earlier round) or GGUF LoRA
     adapter (the shipped policy) instead of new ones. ``wide_long``, ``long_think``, ``fact_think``: see
-    ``build_turns``."""
+    ``build_turns``. ``context_usage``: every user turn carries the context-usage line
+    (``with_context_usage``), for a policy served with ``ModelSpec.context_usage``."""
     import resource
 
     import torch
@@ -493,6 +502,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         turns += info_turns(episodes, question_seed + seed)
     tok = LlamaPolicy(base_gguf, n_ctx=512, n_threads=1)
     try:
+        if context_usage:
+            turns = with_context_usage(turns, tok.count_tokens)
         rows, dropped = dataset_rows(tok, turns, max_tokens)
     finally:
         tok.close()
@@ -549,7 +560,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "classes": list(classes), "long_share": long_share,
         "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
         "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
-        "long_think": long_think, "fact_think": fact_think,
+        "long_think": long_think, "fact_think": fact_think, "context_usage": context_usage,
         "pack": pack, "sequences": len(rows), "tokens_run": packed.get("tokens", n_tokens),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),

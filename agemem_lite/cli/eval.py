@@ -10,7 +10,7 @@ from typing import Iterator
 import click
 
 from .. import decisions
-from ..assistant import open_policy, wants_demonstrations
+from ..assistant import open_policy, wants_context_usage, wants_demonstrations
 from ..baselines import METHODS
 from ..embed import load_embedder
 from ..envs.runner import EnvConfig
@@ -122,7 +122,8 @@ def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, max_st
     out = out or s.data_dir / "eval" / f"{run_name}-seed{seed}"
     defaults = EpisodeConfig()
     cfg = EpisodeConfig(n_max=n_max or defaults.n_max, max_steps_per_turn=max_steps or defaults.max_steps_per_turn,
-                        t_max=min(defaults.t_max, s.n_ctx), demonstrations=wants_demonstrations(s))
+                        t_max=min(defaults.t_max, s.n_ctx), demonstrations=wants_demonstrations(s),
+                        context_usage=wants_context_usage(s))
     env_cfg = EnvConfig(max_env_turns=max_env_turns or EnvConfig().max_env_turns)
     peer = _mem0_peer(s, out) if any(m in mem0_peer.PEER_METHODS for m in names) else None
     with _progress_bar("preparing embedder") as progress:
@@ -168,7 +169,8 @@ def _eval_decisions(ctx, splits, policy, n, seed, out, unused) -> None:
     try:
         with _episode_bar("decisions") as progress:
             text, scores = decisions.run_bench(pol, splits, n=n, seed=seed, out_dir=out, budget=s.context_budget,
-                                               guided=wants_demonstrations(s), progress=progress)
+                                               guided=wants_demonstrations(s), progress=progress,
+                                               context_usage=wants_context_usage(s))
     finally:
         pol.close()
     ctx.emit({"out": str(out), "report": str(out / decisions.REPORT_NAME), "scores": scores},

@@ -221,7 +221,7 @@ def run_env_episode(policy, store, embedder, task: EnvTask, config: EpisodeConfi
                          "with an empty LTM (SPEC §4); pass another namespace or seed")
     s = _settings(settings, policy, cfg, ns, cfg.max_steps_per_turn if method.tools else 1)
     agent = Agent(policy, store, embedder, s, today=cfg.today or None, demonstrations=cfg.demonstrations,
-                  tools=method.tools)
+                  context_usage=cfg.context_usage, tools=method.tools)
     retrieval = method.retrieval_stages(cfg.stage1_retrieval)
     stages: dict[str, list[Turn]] = {st: [] for st in STAGES}
     own_env = env is None
