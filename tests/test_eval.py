@@ -330,3 +330,17 @@ def test_smollm2_through_the_cli_writes_report_and_resumes(cli, settings, tmp_pa
     assert [len(rec["episode"]["stages"][s]) for s in ("ltm", "stm", "reason")] == [2, 2, 1]
     again = cli("--json", *args)
     assert again.exit_code == 0 and json.loads(again.output)["loaded"] == 1
+
+
+def test_a_run_made_before_a_setting_existed_continues_at_its_default(tmp_path):
+    """An output folder from before ``EpisodeConfig`` gained a field (its manifest lacks it) is
+    continued when the field is at its default, and refused when it is not."""
+    import dataclasses
+
+    base = dataclasses.asdict(EpisodeConfig())
+    base.pop("method")
+    old = {k: v for k, v in base.items() if k != "context_usage"}
+    harness._record_run(tmp_path, {"policy": "p", "seed": 0, "config": old}, {"n": 1})
+    harness._record_run(tmp_path, {"policy": "p", "seed": 0, "config": base}, {"n": 2})
+    with pytest.raises(ConfigError, match="context_usage=False \\(now True\\)"):
+        harness._record_run(tmp_path, {"policy": "p", "seed": 0, "config": {**base, "context_usage": True}}, {"n": 3})

@@ -321,6 +321,10 @@ def _record_run(out: Path, identity: dict, run: dict) -> None:
             if key in old or key in identity:
                 old.setdefault(key, identity.get(key))
                 identity.setdefault(key, old[key])
+        defaults = json.loads(json.dumps(dataclasses.asdict(EpisodeConfig()), default=str))
+        for key, value in identity.get("config", {}).items():   # a setting added since, at its default
+            if key not in old.get("config", {}) and key in defaults and value == defaults[key]:
+                old.setdefault("config", {})[key] = value
         manifest["identity"] = identity
         if old != identity:
             a, b = _flat(old), _flat(identity)

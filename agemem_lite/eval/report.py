@@ -269,8 +269,8 @@ def _header(manifest: dict, agg: dict, n_records: int) -> list[str]:
     last = runs[-1] if runs else {}
     cfg = ident.get("config", {})
     mach = last.get("machine", {})
-    keys = ("n_max", "t_max", "max_steps_per_turn", "top_k", "n_distractors", "demonstrations", "short_answer",
-            "today")
+    keys = ("n_max", "t_max", "max_steps_per_turn", "top_k", "n_distractors", "demonstrations", "context_usage",
+            "short_answer", "today")
     llm = agg["judges"].get("llm")
     envs = "env" in _kinds(agg)
     ecfg = ident.get("env_config") or {}
