@@ -93,3 +93,17 @@ def test_config_rejects_unknown_rollouts_and_classes():
         TrainConfig.load("tiny", ["decision_budget=100"])
     with pytest.raises(ConfigError, match="n_ctx"):
         TrainConfig.load("tiny", ["rollouts=decisions"])   # tiny's n_ctx 2048 cannot hold a long item
+
+
+def test_a_sampled_step_sees_the_context_usage_line_when_the_episode_config_asks():
+    from scripted import ScriptedPolicy
+    from train.decision_rollouts import sample_step
+
+    item = next(it for it in generate(14, 0, "train") if it.label == "filter")
+    policy = ScriptedPolicy([oracle_completion(item)] * 2)
+    plain = sample_step(policy, item, guided=False)
+    lined = sample_step(policy, item, guided=False, context_usage=True)
+    assert plain.action == lined.action == "filter"
+    first, second = (c[0][-1]["content"] for c in policy.calls)
+    assert first == messages(item, guided=False)[-1]["content"]
+    assert second.startswith("[Context: ") and second.endswith(first)

@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from agemem_lite import decisions as D
-from agemem_lite.assistant import open_policy, wants_demonstrations
+from agemem_lite.assistant import open_policy, wants_context_usage, wants_demonstrations
 from agemem_lite.config import Settings
 from models.registry import ADAPTERS_DIR
 
@@ -62,7 +62,8 @@ def test_an_adapter_file_can_stand_in_for_the_registry_one(trained):
 def test_natural_decisions_at_or_above_the_stated_accuracy(trained):
     s, pol = trained
     items = D.natural_items()
-    decisions, records = D.run_decisions(pol, items, guided=wants_demonstrations(s))
+    decisions, records = D.run_decisions(pol, items, guided=wants_demonstrations(s),
+                                         context_usage=wants_context_usage(s))
     sc = D.score(items, decisions)
     report = D.render_report(sc, "natural")
     assert sc["parse_share"] == 1.0, report

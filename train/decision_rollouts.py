@@ -76,9 +76,10 @@ class DecisionRollout:
         return {c["name"]: 1 for c in self.steps[0].calls[:1]}
 
 
-def sample_step(policy, item: DecisionItem, *, guided: bool) -> DecisionRollout:
-    """Run ``policy.step`` on the item's serving context and score it (the text is parsed once)."""
-    ctx = messages(item, guided=guided)
+def sample_step(policy, item: DecisionItem, *, guided: bool, context_usage: bool = False) -> DecisionRollout:
+    """Run ``policy.step`` on the item's serving context and score it (the text is parsed once);
+    ``context_usage``: its user turns carry the context-usage line (``EpisodeConfig.context_usage``)."""
+    ctx = messages(item, guided=guided, count_tokens=policy.count_tokens if context_usage else None)
     comp = policy.step(ctx)
     parsed = parse_step(comp.text)
     d = classify_parsed(parsed)
@@ -86,7 +87,8 @@ def sample_step(policy, item: DecisionItem, *, guided: bool) -> DecisionRollout:
     return DecisionRollout(item, [step], _score(item, d), d.action)
 
 
-def rollout_groups(policy, items: Sequence[DecisionItem], k: int, seed_of, *, guided: bool) -> dict:
+def rollout_groups(policy, items: Sequence[DecisionItem], k: int, seed_of, *, guided: bool,
+                   context_usage: bool = False) -> dict:
     """K sampled steps per item (``seed_of(group, k)`` the sampling seed): item id -> rollouts.
     The K prompts are identical, so llama.cpp evaluates each context once."""
     groups = {}
@@ -94,7 +96,7 @@ def rollout_groups(policy, items: Sequence[DecisionItem], k: int, seed_of, *, gu
         rolls = []
         for j in range(k):
             policy.seed = seed_of(gi, j)
-            rolls.append(sample_step(policy, it, guided=guided))
+            rolls.append(sample_step(policy, it, guided=guided, context_usage=context_usage))
         groups[it.id] = rolls
     return groups
 

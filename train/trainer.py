@@ -315,7 +315,8 @@ class GRPOTrainer:
             from .decision_rollouts import rollout_groups
 
             return rollout_groups(policy, self._tasks_for(step), cfg.k, lambda g, k: self._sampling_seed(step, g, k),
-                                  guided=self.episode_cfg.demonstrations)
+                                  guided=self.episode_cfg.demonstrations,
+                                  context_usage=self.episode_cfg.context_usage)
         scratch = self.out / "scratch"
         scratch.mkdir(exist_ok=True)
         groups: dict = {}
@@ -477,7 +478,8 @@ class GRPOTrainer:
         from .decision_rollouts import heldout_record, sample_step
 
         try:
-            rolls = [sample_step(policy, it, guided=self.episode_cfg.demonstrations) for it in self.heldout_items]
+            rolls = [sample_step(policy, it, guided=self.episode_cfg.demonstrations,
+                                 context_usage=self.episode_cfg.context_usage) for it in self.heldout_items]
         finally:
             policy.close()
         out.mkdir(parents=True, exist_ok=True)
