@@ -368,6 +368,7 @@ def test_config_rules_for_the_warm_start():
     # round G (v7): short classes only, the value-ending think, packed
     assert set(rounds[1]["classes"]) == {"add", "update", "delete", "retrieve", "answer"}
     assert rounds[1]["fact_think"] == "value_end" and rounds[1]["pack"] == 4 and rounds[1]["seed"] == 7
+    assert not any(r["context_usage"] for r in rounds)   # v7 was trained without the line
 
 
 @pytest.mark.slow
@@ -385,7 +386,7 @@ def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings,
     cfg = TrainConfig.load("default", {"base": "smollm2-135m", "steps": 1, "eval_every": 0, "threads": 2,
                                        "warm_start": [{"items": 7, "long_share": 0.0},
                                                       {"items": 5, "long_share": 0.0, "classes": ["update"],
-                                                       "pack": 4}],
+                                                       "pack": 4, "context_usage": True}],
                                        "benches": ["hotpot"], "n_train_tasks": 2, "k": 2, "min_group_std": 0.0,
                                        "max_samples_per_step": 4, "max_new_tokens": 48, "think_tokens": 16,
                                        "n_ctx": 2048, "episode.n_max": 1, "episode.n_distractors": 1,
@@ -401,6 +402,7 @@ def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings,
     assert sft["turns"] >= 5 and sft["loss_tokens"] > 0 and sft["train_loss"] > 0
     sft2 = json.loads((out / "warm_start" / "round-2" / "sft.json").read_text())
     assert sft2["init_adapter"].endswith("round-1/adapter") and sft2["by_class"]["update"] == 5
+    assert sft2["context_usage"] and not sft["context_usage"]   # round 2's turns carry the usage line
     # round 2 packs its turns on their shared system prompt: fewer sequences, fewer tokens to run
     assert sft2["pack"] == 4 and sft2["sequences"] < sft2["turns"] and sft2["tokens_run"] < sft2["tokens"]
     assert sft["pack"] == 1 and sft["sequences"] == sft["turns"] and sft["tokens_run"] == sft["tokens"]
