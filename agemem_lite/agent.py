@@ -78,8 +78,13 @@ class Agent:
         self.env = ToolEnv(store=store, embed=embedder.embed_one, namespace=settings.namespace,
                            context=self.context, summarise=self._write_summary,
                            filter_threshold=settings.filter_threshold, default_top_k=settings.top_k,
-                           min_similarity=settings.retrieve_min_similarity, approve=approve, allowed=None if tools is None else frozenset(self.tools))
+                           min_similarity=settings.retrieve_min_similarity, approve=approve,
+                           allowed=None if tools is None else frozenset(self.tools),
+                           usage=self._usage_line if context_usage else None)
         self.turns: list[Turn] = []
+
+    def _usage_line(self) -> str:
+        return prompts.render_context_usage(self.context.tokens, self.settings.context_budget)
 
     def warm(self, cache_dir=None) -> dict:
         """Evaluate (or restore from ``cache_dir``) the fixed prefix: system prompt + demos."""
@@ -131,8 +136,7 @@ class Agent:
         if on_related and show_related:
             on_related(related)
         shown = prompts.render_related([(r["id"], r["content"]) for r in related]) if show_related else None
-        usage = (prompts.render_context_usage(self.context.tokens, self.settings.context_budget)
-                 if self.context_usage else None)
+        usage = self._usage_line() if self.context_usage else None
         self.context.append("user", prompts.render_user_turn(user_text.strip(), shown, usage), kind="turn")
         turn = Turn(user=user_text, related=related)
         if cancel is not None:

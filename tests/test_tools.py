@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from agemem_lite import prompts
 from agemem_lite.memory.stm import Context
 from agemem_lite.memory.tools import TOOLS, ToolEnv, dispatch, grammar_schemas, tool_schemas
 from agemem_lite.protocol import ToolCall
@@ -388,6 +389,21 @@ def test_filter_with_nothing_matching_removes_nothing(env):
     r = call(env, "Filter_context", criteria="quantum chromodynamics lattice simulations")
     assert r.ok and r.data["messages"] == 0
     assert snapshot(env) == before
+
+
+def test_context_edits_end_with_the_new_fill_for_a_policy_that_reads_it(store, embedder):
+    """With ``usage`` (Agent(context_usage=True)) a Summary/Filter result says how full the context is
+    after the edit: the user turn's line was written before it, and round U filtered again and again."""
+    env = make_env(store, embedder, usage=lambda: prompts.render_context_usage(env.context.tokens, 20))
+    r = call(env, "Summary_context", span="all")
+    assert r.ok and r.text.endswith(f" [Context: {10 * round(10 * env.context.tokens / 20)} % full]")
+    env.context.append("assistant", "The weather today is sunny and warm.")
+    env.context.append("user", "pending question")
+    r = call(env, "Filter_context", criteria="sunny warm weather")
+    assert r.ok and r.data["messages"] == 1 and r.text.startswith("removed 1 messages")
+    assert r.text.endswith(f"tokens) {prompts.render_context_usage(env.context.tokens, 20)}")
+    plain = make_env(store, embedder)
+    assert "[Context:" not in call(plain, "Summary_context", span="all").text
 
 
 @pytest.mark.parametrize("criteria", [None, "", ["weather"]])

@@ -24,9 +24,9 @@ pytest.importorskip("peft")
 pytest.importorskip("trl")
 
 from train.config import TrainConfig  # noqa: E402
-from train.warm_start import (OPEN_PROMPTS, build_turns, info_turns, question_turns,  # noqa: E402
-                              replay_turns, retrieve_turn, stage2_prompts, step_pieces, tokenize_turn,
-                              turns_of)
+from train.warm_start import (OPEN_PROMPTS, build_turns, edit_reply_turns,  # noqa: E402
+                              extract_summary, info_turns, question_turns, replay_turns, retrieve_turn,
+                              stage2_prompts, step_pieces, tokenize_turn, turns_of, with_context_usage)
 
 
 def _item(label: str, split: str = "train") -> D.DecisionItem:
@@ -313,6 +313,39 @@ def test_replay_turns_keep_the_base_models_own_reply(small_policy, tmp_path):
     cache.write_text(json.dumps({p: f"cached {i}" for i, (_, p) in enumerate(OPEN_PROMPTS[:3])}))
     again = replay_turns(small_policy.model_path, 3, 0, cache=cache)   # from the cache, no generation
     assert [parse_step(t.steps[0]).answer for t in again] == ["cached 0", "cached 1", "cached 2"]
+
+
+def test_extract_summary_keeps_the_first_sentence_of_each_user_message_without_its_lead_in():
+    transcript = ("user: [Context: 10 % full]\n\nUser: Here's part of an article about the Veld Fair: "
+                  "The fair began in 1843. It moved in 1901.\nassistant: <answer>Got it.</answer>\n"
+                  "user: [Context: 20 % full]\n[Related memories]\n[mem_3] The user likes tea.\n\n"
+                  "User: More on it: About 400 people came.\nuser: hello there")
+    assert extract_summary(transcript) == "The fair began in 1843. About 400 people came. hello there"
+
+
+def test_edit_reply_turns_run_the_tool_then_reply_after_the_edit(small_policy, embedder, tmp_path):
+    """The reply after a Filter/Summary is learnt on the context the runtime leaves: fewer messages,
+    the call and its result (with the new fill when the policy reads the line), the user turn
+    keeping the line it came with."""
+    turns = build_turns(14, 7, classes=["filter", "summary"], long_share=1.0, long_budget=1024)
+    turns = with_context_usage(turns, small_policy.count_tokens)
+    cache = tmp_path / "edits.json"
+    out = edit_reply_turns(turns, small_policy, embedder.embed_one, usage=True, cache=cache, max_reply_tokens=48)
+    by_id = {t.item_id: t for t in turns}
+    assert out and {t.label for t in out} <= {"filter", "summary"}
+    for t in out:
+        first = by_id[t.item_id.removesuffix("+edit")]
+        call = parse_step(first.steps[0]).calls[0]
+        assert t.context[-2] == {"role": "assistant", "content": first.steps[0]}
+        assert t.context[-1]["role"] == "tool" and t.context[-1]["content"].startswith(call.name + ": ")
+        assert re.search(r"\[Context: \d+ % full\]$", t.context[-1]["content"])
+        assert t.context[-3] == first.context[-1]                    # the user turn, its line as it came
+        assert len(t.context) < len(first.context)                   # the edit removed or replaced messages
+        step = parse_step(t.steps[0])
+        assert step.answer and not step.calls and step.think.endswith(("Filtered, so reply.", "Summarised, so reply."))
+        if call.name == "Summary_context":
+            assert any(m["content"].startswith("[Summary of earlier conversation]") for m in t.context)
+    assert json.loads(cache.read_text())
 
 
 def test_mask_covers_exactly_the_oracle_steps(small_policy):

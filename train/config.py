@@ -34,11 +34,13 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: "value_end": the think ends with it, round G of the shipped v7; "topic": it also names what the
 #: fact and the shown memories are about, rounds K and L, not shipped); context_usage: every user
 #: turn starts with how full the context is (prompts.render_context_usage; serve such a policy
-#: with ModelSpec.context_usage or the context_usage setting).
+#: with ModelSpec.context_usage or the context_usage setting); edit_replies: each Filter/Summary
+#: turn also teaches the reply after its edit (train.warm_start.edit_reply_turns; round V).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
                        "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1,
-                       "wide_long": False, "long_think": None, "fact_think": "plain", "context_usage": False}
+                       "wide_long": False, "long_think": None, "fact_think": "plain", "context_usage": False,
+                       "edit_replies": False}
 
 
 def _f(default, help: str):
@@ -66,7 +68,7 @@ class TrainConfig:
     warm_start: list = _f([], "Supervised warm-start rounds before GRPO, each continuing the adapter of the "
                           "one before: tables with items (decision-set train items, required), seed, epochs, "
                           "lr, classes (the class cycle; repeat a class to weight it), long_share, "
-                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long, long_think, fact_think, context_usage (defaults: WARM_START_DEFAULTS). "
+                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long, long_think, fact_think, context_usage, edit_replies (defaults: WARM_START_DEFAULTS). "
                           "Empty = no warm start.")
     init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) or GGUF LoRA "
                            "adapter (e.g. models/adapters/agemem-0.5b.lora.gguf, the shipped policy) instead "
@@ -207,7 +209,7 @@ class TrainConfig:
             for k in ("epochs", "lr"):
                 if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or r[k] <= 0:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number > 0")
-            for k in ("wide_long", "context_usage"):
+            for k in ("wide_long", "context_usage", "edit_replies"):
                 if not isinstance(r[k], bool):
                     raise ConfigError(f"{where}.{k}={r[k]!r}: true or false")
             r["long_think"] = resolve_long_think(r["long_think"], r["wide_long"])

@@ -13,7 +13,10 @@ What one training example is (why):
   "Kind:" think it keeps. A tool call is followed by its tool result and the
   closing answer, in one sequence with both assistant steps in the loss, so the
   policy also learns to stop calling tools and reply (a policy that only learned
-  the first step loops on tools). Filter/Summary items are first steps only.
+  the first step loops on tools). A Filter/Summary item's call edits the context, so
+  what follows it is a second example (``edit_reply_turns``): the edited context, the
+  call and its result, then the reply; without it (rounds up to U) the turn is the call
+  alone, and round U called Filter again and again in episodes.
 - Retrieve follow-ups are built from memory-answered items: the target memory is
   not shown, the oracle retrieves it, the tool result lists it, the answer uses it.
   Retrieve items keep their "no memories found" ending so that abstaining is learnt.
@@ -401,6 +404,116 @@ def with_context_usage(turns: list[Turn], count_tokens: Callable[[str], int]) ->
                                                     count_tokens)) for t in turns]
 
 
+#: The think of the reply after a context edit (``edit_reply_turns``).
+_EDITED = {"Filter_context": "Filtered, so reply.", "Summary_context": "Summarised, so reply."}
+
+
+def extract_summary(transcript: str, max_sentences: int = 6) -> str:
+    """A summary of a ``Context.summarise`` transcript for training data: the first sentence of
+    each user message's words (not its context-usage line or memories), without a lead-in such
+    as "Here's part of an article about S:"."""
+    out = []
+    for line in transcript.splitlines():
+        if line.startswith("user: "):
+            line = line[len("user: "):]
+        elif not line.startswith(prompts.USER_PREFIX):
+            continue
+        if line.startswith(prompts.USER_PREFIX):
+            line = line[len(prompts.USER_PREFIX):]
+        if not line.strip() or line.startswith("["):
+            continue
+        head, sep, rest = line.partition(": ")
+        text = rest if sep and len(head) < 80 else line
+        out.append(re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0])
+    return " ".join(out[:max_sentences])
+
+
+def edit_reply_turns(turns: list[Turn], policy, embed: Callable[[str], object], *, usage: bool = False,
+                     cache: Path | None = None, max_reply_tokens: int = 256, log=print) -> list[Turn]:
+    """For each Filter/Summary turn of ``turns``, the turn's next step: the oracle's call run by the
+    runtime's own tool on a ``Context`` of the turn (Filter with ``embed``, the serving embedder;
+    Summary with an extractive summary, ``extract_summary``: the base 0.5B model, asked as the
+    runtime asks it, copies the last acknowledgement or refuses), then the reply to the user's
+    words, which ``policy`` (the base model) writes greedily outside the protocol, after the
+    summary for Summary. ``usage``: the tool result ends with the context-usage line after the
+    edit, as ``Agent(context_usage=True)`` writes it (the user turn keeps the line it came with).
+    A reply cut by ``max_reply_tokens`` ends at its last full sentence; one without any, or
+    with tag-like text, is skipped. ``cache``: a JSON file of
+    summaries and replies (prompt -> text), so a rerun does not generate again."""
+    from agemem_lite.memory.stm import Context
+    from agemem_lite.memory.tools import TOOLS, ToolEnv
+    from agemem_lite.protocol import parse_step
+
+    done = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+
+    def generate(system: str, user: str, max_tokens: int) -> str:
+        key = f"{system}\n---\n{user}"
+        if key not in done:
+            out = policy.llm.create_chat_completion([{"role": "system", "content": system},
+                                                     {"role": "user", "content": user}],
+                                                    temperature=0.0, max_tokens=max_tokens)
+            ch = out["choices"][0]
+            text = ch["message"]["content"].strip()
+            if ch.get("finish_reason") != "stop":   # cut at its last full sentence (the base rambles)
+                cut = max(text.rfind(". "), text.rfind(".\n"))
+                text = text[:cut + 1] if cut > 0 else ""
+            done[key] = text
+        return done[key]
+
+    out: list[Turn] = []
+    removed = []
+    for t in turns:
+        if t.label not in ("filter", "summary") or len(t.steps) != 1:
+            continue
+        parsed = parse_step(t.steps[0])
+        if not parsed.calls or parsed.calls[0].name not in _EDITED:
+            continue
+        call = parsed.calls[0]
+        budget = prompts.budget_of(t.context[0]["content"])
+        ctx = Context(policy.count_tokens, budget)
+        for m in t.context:
+            ctx.append(m["role"], m["content"])
+        env = ToolEnv(store=None, embed=embed, namespace="", context=ctx,
+                      summarise=extract_summary,
+                      usage=(lambda: prompts.render_context_usage(ctx.tokens, budget)) if usage else None)
+        result = TOOLS[call.name][0](env, call.arguments)
+        words = prompts.user_text_of(t.context[-1]["content"])
+        summary = result.data.get("summary") if call.name == "Summary_context" else None
+        if call.name == "Filter_context":
+            removed.append(result.data["messages"])
+        reply = generate(REPLAY_SYSTEM, f"{summary}\n\n{words}" if summary else words,
+                         max_reply_tokens)
+        if not reply or "<" in reply:
+            continue
+        kind = re.match(r"Kind: ([a-z ]+)\.", parsed.think)
+        step = render_step(f"Kind: {kind.group(1) if kind else 'question'}. {_EDITED[call.name]}", answer=reply)
+        context = ctx.as_dicts() + [{"role": "assistant", "content": t.steps[0]},
+                                    {"role": "tool", "content": prompts.render_tool_result(call.name, True, result.text)}]
+        out.append(Turn(t.item_id + "+edit", t.label, context, [step], []))
+    if cache is not None:
+        cache.write_text(json.dumps(done, indent=1, ensure_ascii=False))
+    if removed:
+        log(f"edit replies: {len(out)} turns; Filter removed {sum(removed) / len(removed):.1f} messages on average "
+            f"({sum(r == 0 for r in removed)} of {len(removed)} removed none)")
+    return out
+
+
+def _edit_replies(base_gguf: Path, turns: list[Turn], settings, *, usage: bool, long_budget: int,
+                  cache: Path, log) -> list[Turn]:
+    """``edit_reply_turns`` with the base GGUF (a window for a ``long_budget`` context) and the
+    embedder ``settings`` names (the defaults when None)."""
+    from agemem_lite.config import Settings
+    from agemem_lite.embed import load_embedder
+    from agemem_lite.policy.llama import LlamaPolicy
+
+    writer = LlamaPolicy(base_gguf, n_ctx=long_budget + 1024)
+    try:
+        with load_embedder(settings or Settings()) as emb:
+            return edit_reply_turns(turns, writer, emb.embed_one, usage=usage, cache=cache, log=log)
+    finally:
+        writer.close()
+
+
 def step_pieces(step: str) -> list[str]:
     """``step`` as ``LlamaPolicy.step`` tokenises it: the runtime writes ``<answer>`` (or a grammar
     ends there) and generates the reply after a prompt tokenised up to that point, so the reply is
@@ -458,7 +571,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             progress: bool = True, classes: Sequence[str] = D.CLASSES, init_adapter: Path | None = None,
             replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000,
             question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1, wide_long: bool = False,
-            long_think: str | None = None, fact_think: str = "plain", context_usage: bool = False) -> dict:
+            long_think: str | None = None, fact_think: str = "plain", context_usage: bool = False,
+            edit_replies: bool = False, settings=None) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
     ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
@@ -472,7 +586,9 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     ``init_adapter``: continue training that PEFT adapter folder (an earlier round) or GGUF LoRA
     adapter (the shipped policy) instead of new ones. ``wide_long``, ``long_think``, ``fact_think``: see
     ``build_turns``. ``context_usage``: every user turn carries the context-usage line
-    (``with_context_usage``), for a policy served with ``ModelSpec.context_usage``."""
+    (``with_context_usage``), for a policy served with ``ModelSpec.context_usage``.
+    ``edit_replies``: each Filter/Summary turn also gets its next step, the reply after the edit
+    (``edit_reply_turns``; ``settings`` names the embedder Filter uses)."""
     import resource
 
     import torch
@@ -504,6 +620,9 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     try:
         if context_usage:
             turns = with_context_usage(turns, tok.count_tokens)
+        if edit_replies:
+            turns += _edit_replies(base_gguf, turns, settings, usage=context_usage, long_budget=long_budget,
+                                   cache=out / "edit_replies.json", log=log)
         rows, dropped = dataset_rows(tok, turns, max_tokens)
     finally:
         tok.close()
@@ -561,6 +680,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
         "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
         "long_think": long_think, "fact_think": fact_think, "context_usage": context_usage,
+        "edit_replies": edit_replies,
         "pack": pack, "sequences": len(rows), "tokens_run": packed.get("tokens", n_tokens),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),

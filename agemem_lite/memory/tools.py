@@ -56,6 +56,11 @@ class ToolEnv:
     approve: Callable[[ToolCall], bool] | None = None
     #: the tools the model may call here (None = all six); others get an error result
     allowed: frozenset[str] | None = None
+    #: the context-usage line now (``prompts.render_context_usage``), for a policy that reads one:
+    #: Summary/Filter results end with it, so the step after an edit sees the context's new fill
+    #: (the user turn's line was written before the edit; without the new one round U called
+    #: Filter again and again, docs/training.md)
+    usage: Callable[[], str] | None = None
 
 
 @dataclass
@@ -265,7 +270,7 @@ def summary_context(env: ToolEnv, args: dict) -> ToolResult:
         raise ToolCallError("nothing to summarise yet (the system message and the current "
                             "user message are never summarised)")
     return ToolResult("Summary_context", True, f"replaced {saved['messages']} messages by a summary "
-                      f"({saved['tokens_before']} -> {saved['tokens_after']} tokens)", saved)
+                      f"({saved['tokens_before']} -> {saved['tokens_after']} tokens){_usage(env)}", saved)
 
 
 def filter_context(env: ToolEnv, args: dict) -> ToolResult:
@@ -273,7 +278,12 @@ def filter_context(env: ToolEnv, args: dict) -> ToolResult:
     criteria = _str_arg(args, "criteria", "Filter_context")
     removed = env.context.filter(env.embed(criteria), env.embed, env.filter_threshold)
     return ToolResult("Filter_context", True,
-                      f"removed {removed['messages']} messages ({removed['tokens']} tokens)", removed)
+                      f"removed {removed['messages']} messages ({removed['tokens']} tokens){_usage(env)}", removed)
+
+
+def _usage(env: ToolEnv) -> str:
+    """A space and the context-usage line after an edit; nothing for a policy that reads none."""
+    return f" {env.usage()}" if env.usage is not None else ""
 
 
 #: The one table of tools: name -> (function, JSON schema of the arguments).
