@@ -371,6 +371,8 @@ def test_config_rules_for_the_warm_start():
         TrainConfig.load("tiny", {"warm_start": [{"items": 7}], "init_adapter": "x"})
     with pytest.raises(ConfigError, match="wide_long"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "wide_long": "yes"}]})
+    with pytest.raises(ConfigError, match="edit_replies=1"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "edit_replies": 1}]})
     with pytest.raises(ConfigError, match="long_think='guess'"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "long_think": "guess"}]})
     thinks = [r["long_think"] for r in TrainConfig.load("tiny", {"warm_start": [
@@ -401,13 +403,14 @@ def test_config_rules_for_the_warm_start():
     # round G (v7): short classes only, the value-ending think, packed
     assert set(rounds[1]["classes"]) == {"add", "update", "delete", "retrieve", "answer"}
     assert rounds[1]["fact_think"] == "value_end" and rounds[1]["pack"] == 4 and rounds[1]["seed"] == 7
-    assert not any(r["context_usage"] for r in rounds)   # v7 was trained without the line
+    assert not any(r["context_usage"] or r["edit_replies"] for r in rounds)   # v7: without the line or edit replies
 
 
 @pytest.mark.slow
 def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings, tmp_path):
-    """The default recipe, shrunk, on SmolLM2: two warm-start rounds (7 and 5 items, the second
-    packed on the shared system prompt), then one
+    """The default recipe, shrunk, on SmolLM2: two warm-start rounds (7 and 6 items, the second
+    packed on the shared system prompt, with the context-usage line and the replies after a
+    Summary), then one
     GRPO step from the warm-started adapter with the recipe's serving (guided think, no
     demonstrations) on episodes cut to one short turn."""
     from safetensors.torch import load_file
@@ -418,8 +421,9 @@ def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings,
 
     cfg = TrainConfig.load("default", {"base": "smollm2-135m", "steps": 1, "eval_every": 0, "threads": 2,
                                        "warm_start": [{"items": 7, "long_share": 0.0},
-                                                      {"items": 5, "long_share": 0.0, "classes": ["update"],
-                                                       "pack": 4, "context_usage": True}],
+                                                      {"items": 6, "long_share": 1.0, "long_budget": 1024,
+                                                       "classes": ["update", "update", "summary"],
+                                                       "pack": 4, "context_usage": True, "edit_replies": True}],
                                        "benches": ["hotpot"], "n_train_tasks": 2, "k": 2, "min_group_std": 0.0,
                                        "max_samples_per_step": 4, "max_new_tokens": 48, "think_tokens": 16,
                                        "n_ctx": 2048, "episode.n_max": 1, "episode.n_distractors": 1,
@@ -434,8 +438,11 @@ def test_default_recipe_warm_start_then_a_grpo_step_on_the_small_model(settings,
     sft = json.loads((out / "warm_start" / "round-1" / "sft.json").read_text())
     assert sft["turns"] >= 5 and sft["loss_tokens"] > 0 and sft["train_loss"] > 0
     sft2 = json.loads((out / "warm_start" / "round-2" / "sft.json").read_text())
-    assert sft2["init_adapter"].endswith("round-1/adapter") and sft2["by_class"]["update"] == 5
+    assert sft2["init_adapter"].endswith("round-1/adapter") and sft2["by_class"]["update"] == 4
     assert sft2["context_usage"] and not sft["context_usage"]   # round 2's turns carry the usage line
+    # round 2's Summary turns are learnt with the reply after the edit (one more turn each, where the
+    # small model's reply has a full sentence)
+    assert sft2["edit_replies"] and sft2["by_class"]["summary"] >= 2
     # round 2 packs its turns on their shared system prompt: fewer sequences, fewer tokens to run
     assert sft2["pack"] == 4 and sft2["sequences"] < sft2["turns"] and sft2["tokens_run"] < sft2["tokens"]
     assert sft["pack"] == 1 and sft["sequences"] == sft["turns"] and sft["tokens_run"] == sft["tokens"]
