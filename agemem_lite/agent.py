@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from . import prompts
 from .config import Settings
-from .memory.stm import Context
+from .memory.stm import Context, extractive_summary, fact_coverage
 from .memory.store import MemoryStore
 from .memory.tools import TOOLS, ToolEnv, ToolResult, dispatch, grammar_schemas
 from .protocol import ToolCall, parse_step
@@ -94,7 +94,16 @@ class Agent:
         return warm(fixed, cache_dir) if warm else {"prefix_tokens": 0, "cache": "off"}
 
     def _write_summary(self, transcript: str) -> str:
-        return self.policy.summarise(prompts.render_summary_request(transcript))
+        """The policy's summary of ``transcript`` (SPEC §2), or the extractive one where that keeps
+        more of the names and numbers said, or where the policy's has tags or a nested summary
+        header. The 0.5B policy's summaries kept fewer of them than the first sentences of the
+        user's messages and sometimes only acknowledged ("Read it, go on."; docs/training.md)."""
+        text = self.policy.summarise(prompts.render_summary_request(transcript)).strip()
+        fallback = extractive_summary(transcript)
+        if not text or "<" in text or prompts.SUMMARY_HEADER in text or \
+                fact_coverage(fallback, transcript) > fact_coverage(text, transcript):
+            return fallback or text
+        return text
 
     def related_memories(self, text: str) -> list[dict]:
         """SPEC §4: the environment's own retrieval shown with a turn (not a tool call)."""

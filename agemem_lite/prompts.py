@@ -152,6 +152,35 @@ def render_question(question: str, short_answer: bool = True) -> str:
     return f"{question}\n{QUESTION_INSTRUCTION}" if short_answer else question
 
 
+SUMMARY_HEADER = "[Summary of earlier conversation]"
+
+
+def summary_transcript(messages) -> str:
+    """The span that Summary_context replaces, as plain lines for the summariser: the user's own
+    words (no context-usage line, no shown memories), the assistant's answers and memory writes
+    (no think, no protocol tags), tool results, and earlier summaries. Given the raw contents,
+    the 0.5B policy copied tags and transcript lines instead of summarising (docs/training.md).
+    ``messages``: objects with ``role`` and ``content``."""
+    from .protocol import parse_step
+
+    lines = []
+    for m in messages:
+        if m.role == "user" and m.content.startswith(SUMMARY_HEADER):
+            lines.append(f"Earlier: {m.content[len(SUMMARY_HEADER):].strip()}")
+        elif m.role == "user":
+            lines.append(f"{USER_PREFIX}{user_text_of(m.content).strip()}")
+        elif m.role == "assistant":
+            step = parse_step(m.content)
+            if step.answer or not step.calls:   # text outside the protocol is kept as it is
+                lines.append(f"Assistant: {(step.answer or m.content).strip()}")
+            saved = [c.arguments.get("content") for c in step.calls
+                     if c.name in ("Add_memory", "Update_memory") and isinstance(c.arguments, dict)]
+            lines += [f"Assistant saved: {text}" for text in saved if text]
+        elif m.role == "tool":
+            lines.append(f"Tool: {m.content.strip()}")
+    return "\n".join(lines)
+
+
 def render_summary_request(transcript: str) -> str:
     """The fixed summarisation prompt (SPEC §2)."""
     return SUMMARY_INSTRUCTION.format(transcript=transcript)

@@ -15,8 +15,9 @@ class ScriptedPolicy:
 
     name = "scripted"
 
-    def __init__(self, script: list[str | Callable[[list[dict], bool], str]]):
+    def __init__(self, script: list[str | Callable[[list[dict], bool], str]], summary: str = "a short summary"):
         self.script = list(script)
+        self.summary = summary
         self.calls: list[tuple[list[dict], bool]] = []
         self.summaries: list[str] = []
 
@@ -36,7 +37,7 @@ class ScriptedPolicy:
 
     def summarise(self, instruction: str) -> str:
         self.summaries.append(instruction)
-        return "a short summary"
+        return self.summary
 
     def close(self) -> None:
         pass

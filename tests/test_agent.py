@@ -326,6 +326,24 @@ def test_summary_context_in_a_turn_uses_the_policy_with_the_fixed_prompt(make_ag
     assert pending.content == prompts.render_user_turn("Now summarise please.", prompts.NO_RELATED)
 
 
+@pytest.mark.parametrize("written, kept", [
+    ("Ana moves to Porto in May; Tom is four.", True),       # keeps every name and number: the policy's
+    ("Read it, go on.", False),                              # an acknowledgement, not a summary
+    ("<think>Kind: fact.</think>", False),                   # protocol text
+])
+def test_the_summary_is_the_policys_unless_it_keeps_fewer_names_and_numbers(store, embedder, settings,
+                                                                             written, kept):
+    policy = ScriptedPolicy([answer_step("Noted."), answer_step("Noted."), call_step("Summary_context", span="all"),
+                             answer_step("Done.")], summary=written)
+    agent = Agent(policy, store, embedder, settings, today="2025-01-01", demonstrations=False)
+    agent.turn("My sister Ana moves to Porto in May.")
+    agent.turn("Her son Tom is four.")
+    agent.turn("Please tidy up.")
+    summary = next(m for m in agent.context.messages if m.kind == "summary").content
+    text = summary.removeprefix(prompts.SUMMARY_HEADER + "\n")
+    assert text == (written if kept else "My sister Ana moves to Porto in May. Her son Tom is four.")
+
+
 def test_rejected_approval_reaches_the_model_and_stores_nothing(store, embedder, settings):
     policy = ScriptedPolicy([call_step("Add_memory", content="Tom is four."), answer_step("ok")])
     agent = Agent(policy, store, embedder, settings, today="2025-01-01", demonstrations=False,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agemem_lite.memory.stm import Context
+from agemem_lite import prompts
+from agemem_lite.memory.stm import Context, Message, extractive_summary, fact_coverage
 
 WEATHER = "The weather today is sunny and warm."  # cosine ≈ 0.84 to CRITERIA
 WEATHER_2 = "It is a sunny warm day today."        # cosine ≈ 0.83
@@ -108,8 +109,8 @@ def test_summarise_all_replaces_everything_between_prefix_and_pending_turn():
                              "[Summary of earlier conversation]\nSUMMARY TEXT", "PENDING", "current step"]
     summary = ctx.messages[3]
     assert (summary.role, summary.kind) == ("user", "summary")
-    assert w.transcripts == ["user: u1\nassistant: a1\ntool: t1\nuser: u2\nassistant: a2\ntool: t2\n"
-                             "user: u3\nassistant: a3\ntool: t3"]
+    assert w.transcripts == ["User: u1\nAssistant: a1\nTool: t1\nUser: u2\nAssistant: a2\nTool: t2\n"
+                             "User: u3\nAssistant: a3\nTool: t3"]
     assert saved["messages"] == 9 and saved["summary"] == "SUMMARY TEXT"
 
 
@@ -132,7 +133,7 @@ def test_summarise_n_rounds_replaces_exactly_the_last_n_rounds(rounds, kept):
     assert contents(ctx) == ["SYSTEM", "demo question", "demo answer", *kept,
                              "[Summary of earlier conversation]\nSUMMARY TEXT", "PENDING", "current step"]
     first = 4 - rounds
-    assert w.transcripts[0].startswith(f"user: u{first}\n") and w.transcripts[0].endswith("tool: t3")
+    assert w.transcripts[0].startswith(f"User: u{first}\n") and w.transcripts[0].endswith("Tool: t3")
 
 
 def test_summarise_more_rounds_than_exist_replaces_all_rounds():
@@ -157,11 +158,11 @@ def test_summarise_with_nothing_before_the_pending_turn_returns_none():
     assert [m.to_dict() for m in ctx.messages] == before
 
 
-def test_summarise_falls_back_to_the_transcript_when_the_writer_returns_nothing():
+def test_summarise_falls_back_to_an_extractive_summary_when_the_writer_returns_nothing():
     ctx = conversation()
     ctx.summarise(1, Writer(text="   "))
     summary = next(m for m in ctx.messages if m.kind == "summary")
-    assert "user: u3" in summary.content
+    assert summary.content == "[Summary of earlier conversation]\nu3"
 
 
 def test_a_second_summary_folds_in_the_first():
@@ -169,7 +170,7 @@ def test_a_second_summary_folds_in_the_first():
     ctx.summarise(2, Writer("first"))
     w = Writer("second")
     ctx.summarise(None, w)
-    assert "first" in w.transcripts[0] and "u1" in w.transcripts[0]
+    assert "Earlier: first" in w.transcripts[0] and "User: u1" in w.transcripts[0]
     assert [m.kind for m in ctx.messages].count("summary") == 1
     assert contents(ctx)[-2:] == ["PENDING", "current step"]
 
@@ -259,3 +260,38 @@ def test_evict_oldest_never_drops_protected_messages():
     assert ctx.evict_oldest().content == "old reply"
     assert ctx.evict_oldest() is None
     assert [m.content for m in ctx.messages] == ["sys prompt", "pending question"]
+
+
+# -- the summariser's transcript and the model-free summary -------------------------------
+
+def test_the_summary_transcript_is_plain_text_without_protocol_or_shown_memories():
+    from agemem_lite.protocol import render_step
+
+    msgs = [Message("user", "[Summary of earlier conversation]\nThe user moved."),
+            Message("user", prompts.render_user_turn("My sister Ana moves to Porto in May.",
+                                                     "[Related memories]\n[mem_3] The user likes tea.",
+                                                     usage="[Context: 20 % full]")),
+            Message("assistant", render_step("Kind: fact. New, so add it.", calls=[
+                {"name": "Add_memory", "arguments": {"content": "Ana moves to Porto in May."}}])),
+            Message("tool", "Add_memory: stored as mem_4"),
+            Message("assistant", render_step("Stored, so reply.", answer="Noted.")),
+            Message("assistant", render_step("Look it up.", calls=[{"name": "Retrieve_memory",
+                                                                     "arguments": {"query": "Ana"}}]))]
+    assert prompts.summary_transcript(msgs) == (
+        "Earlier: The user moved.\nUser: My sister Ana moves to Porto in May.\n"
+        "Assistant saved: Ana moves to Porto in May.\nTool: Add_memory: stored as mem_4\nAssistant: Noted.")
+
+
+def test_extractive_summary_keeps_the_first_sentence_of_each_user_line_without_its_lead_in():
+    transcript = ("User: Here's part of an article about the Veld Fair: The fair began in 1843. It moved in 1901.\n"
+                  "Assistant: Got it.\nEarlier: Something.\nUser: More on it: About 400 people came.\n"
+                  "User: hello there\nUser: [x] a bracketed line")
+    assert extractive_summary(transcript) == "The fair began in 1843. About 400 people came. hello there"
+    assert extractive_summary(transcript, max_sentences=1) == "The fair began in 1843."
+
+
+def test_fact_coverage_counts_the_names_and_numbers_the_user_said():
+    transcript = "User: Feedback on the Tiolis Festival from Rosreir Zosdadrel was good. The budget was 29117 euros."
+    assert fact_coverage("Tiolis: 29117.", transcript) == 2 / 5   # Tiolis Festival Rosreir Zosdadrel 29117
+    assert fact_coverage("Read it, go on.", transcript) == 0.0
+    assert fact_coverage("anything", "Assistant: Tiolis") == 1.0   # nothing said: nothing to keep

@@ -104,3 +104,25 @@ def test_a_reply_is_learnt_from_the_tokens_the_runtime_writes_it_after(trained, 
     assert ids[:len(before)] == before
     assert pol.llm.detokenize(ids[len(before):]).decode() == step[cut:]
     assert "".join(step_pieces(step)) == step
+
+
+def test_the_summary_is_written_with_the_adapter_off_and_the_adapter_comes_back(trained):
+    """With the adapter on, the 0.5B wrote protocol text ("<thought>Kind: ...") for every summary
+    request (docs/training.md); ``summarise`` writes with the base model, then the next step is the
+    trained policy's again (adapter set back, no KV computed without it reused)."""
+    from agemem_lite import prompts
+    from agemem_lite.policy.llama import LlamaPolicy
+
+    s, pol = trained
+    request = prompts.render_summary_request(
+        "User: My sister Ana moves to Porto in May.\nAssistant: Noted.\nUser: Her son Tom is four.")
+    messages = D.messages(next(it for it in D.natural_items() if it.label == "update"), guided=False)
+    before = pol.step(messages).text
+    base = LlamaPolicy(pol.model_path, n_ctx=pol.n_ctx, n_threads=2)
+    try:
+        written = pol.summarise(request, max_tokens=48)
+        assert written == base.summarise(request, max_tokens=48)
+    finally:
+        base.close()
+    assert "<" not in written
+    assert pol.step(messages).text == before

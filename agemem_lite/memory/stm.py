@@ -15,12 +15,46 @@ The summary message takes the place of the span it replaces.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from ..prompts import SUMMARY_HEADER, USER_PREFIX, summary_transcript
+
 ROLES = ("system", "user", "assistant", "tool")
+
+
+def extractive_summary(transcript: str, max_sentences: int = 6) -> str:
+    """A summary made without a model: the first sentence of each user message in a
+    ``summary_transcript``, without a lead-in such as "Here's part of an article about S:".
+    The fallback when the policy writes no usable summary, and the summary text of training
+    data (train.warm_start), so a policy learns on the summaries it meets when serving."""
+    out = []
+    for line in transcript.splitlines():
+        if not line.startswith(USER_PREFIX):
+            continue
+        line = line[len(USER_PREFIX):]
+        if not line.strip() or line.startswith("["):
+            continue
+        head, sep, rest = line.partition(": ")
+        text = rest if sep and len(head) < 80 else line
+        out.append(re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0])
+    return " ".join(out[:max_sentences])
+
+
+#: numbers, and capitalised words that do not start a sentence or line (names, places, titles)
+_FACT_RE = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z]+\b|\b\d[\d,.:]*\d\b|\b\d\b", re.M)
+
+
+def fact_coverage(summary: str, transcript: str) -> float:
+    """The share of the names and numbers in the user's lines of ``transcript`` that ``summary``
+    keeps (what the summary request asks to keep), 1.0 when there are none."""
+    said = "\n".join(line for line in transcript.splitlines() if line.startswith(USER_PREFIX))
+    facts = set(_FACT_RE.findall(said))
+    words = set(re.findall(r"[A-Za-z]+|\d[\d,.:]*\d|\d", summary))   # a kept name may start a sentence
+    return len(facts & words) / len(facts) if facts else 1.0
 
 
 @dataclass
@@ -111,9 +145,9 @@ class Context:
         if not idx:
             return None
         span = [self.messages[i] for i in idx]
-        transcript = "\n".join(f"{m.role}: {m.content}" for m in span)
-        text = write_summary(transcript).strip() or transcript[:200]
-        summary = Message("user", f"[Summary of earlier conversation]\n{text}", 0, "summary")
+        transcript = summary_transcript(span)
+        text = write_summary(transcript).strip() or extractive_summary(transcript) or transcript[:200]
+        summary = Message("user", f"{SUMMARY_HEADER}\n{text}", 0, "summary")
         summary.tokens = self.count_tokens(summary.content)
         before = sum(m.tokens for m in span)
         drop = set(idx)

@@ -364,11 +364,39 @@ class LlamaPolicy:
         return {**info, "cache": "miss"}
 
     def summarise(self, instruction: str, max_tokens: int = 200) -> str:
-        """Free text for Summary_context, written by the same model (SPEC §2)."""
+        """Free text for Summary_context, written by the same model (SPEC §2), with its LoRA
+        adapter switched off: the adapter is trained to write protocol steps, and with it on the
+        summaries copied transcript lines and tags (docs/training.md, "The summary text")."""
         prompt = self.render([{"role": "system", "content": "You write short, faithful summaries."},
                               {"role": "user", "content": instruction}])
-        text, _, _ = self._generate(self.tokenize(prompt), max_tokens=max_tokens, on_text=None)
+        with self._adapter_off():
+            text, _, _ = self._generate(self.tokenize(prompt), max_tokens=max_tokens, on_text=None)
         return text.strip()
+
+    @contextlib.contextmanager
+    def _adapter_off(self):
+        """The base model inside the block; the adapter is set again after it, and the KV cache
+        is dropped, since its tokens were computed without the adapter."""
+        import ctypes
+
+        import llama_cpp
+
+        adapter = getattr(self.llm, "_lora_adapter", None)
+        if adapter is None:
+            yield
+            return
+        ctx = self.llm._ctx.ctx
+        if llama_cpp.llama_set_adapters_lora(ctx, None, 0, None):
+            raise RuntimeError("llama.cpp could not switch the LoRA adapter off")
+        try:
+            yield
+        finally:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+            scales = (ctypes.c_float * 1)(self.llm.lora_scale)
+            if llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales):
+                raise RuntimeError("llama.cpp could not switch the LoRA adapter back on")
+            self.llm.reset()
+            self._last_prompt = []
 
     def close(self) -> None:
         """Free the model (avoids a noisy free at interpreter exit)."""
