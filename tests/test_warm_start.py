@@ -25,7 +25,7 @@ pytest.importorskip("trl")
 
 from train.config import TrainConfig  # noqa: E402
 from train.warm_start import (OPEN_PROMPTS, build_turns, edit_reply_turns,  # noqa: E402
-                              extract_summary, info_turns, question_turns, replay_turns, retrieve_turn,
+                              info_turns, question_turns, replay_turns, retrieve_turn,
                               stage2_prompts, step_pieces, tokenize_turn, turns_of, with_context_usage)
 
 
@@ -315,14 +315,6 @@ def test_replay_turns_keep_the_base_models_own_reply(small_policy, tmp_path):
     assert [parse_step(t.steps[0]).answer for t in again] == ["cached 0", "cached 1", "cached 2"]
 
 
-def test_extract_summary_keeps_the_first_sentence_of_each_user_message_without_its_lead_in():
-    transcript = ("user: [Context: 10 % full]\n\nUser: Here's part of an article about the Veld Fair: "
-                  "The fair began in 1843. It moved in 1901.\nassistant: <answer>Got it.</answer>\n"
-                  "user: [Context: 20 % full]\n[Related memories]\n[mem_3] The user likes tea.\n\n"
-                  "User: More on it: About 400 people came.\nuser: hello there")
-    assert extract_summary(transcript) == "The fair began in 1843. About 400 people came. hello there"
-
-
 def test_edit_reply_turns_run_the_tool_then_reply_after_the_edit(small_policy, embedder, tmp_path):
     """The reply after a Filter/Summary is learnt on the context the runtime leaves: fewer messages,
     the call and its result (with the new fill when the policy reads the line), the user turn
@@ -346,6 +338,11 @@ def test_edit_reply_turns_run_the_tool_then_reply_after_the_edit(small_policy, e
         if call.name == "Summary_context":
             assert any(m["content"].startswith("[Summary of earlier conversation]") for m in t.context)
     assert json.loads(cache.read_text())
+    # Filter runs with the θ it is given (serving's setting): at 1.0 nothing is near enough to go
+    kept = edit_reply_turns(turns, small_policy, embedder.embed_one, filter_threshold=1.0, cache=cache,
+                            max_reply_tokens=48)
+    filtered = [t for t in kept if t.context[-1]["content"].startswith("Filter_context: ")]
+    assert filtered and all("removed 0 messages" in t.context[-1]["content"] for t in filtered)
 
 
 def test_mask_covers_exactly_the_oracle_steps(small_policy):

@@ -218,6 +218,21 @@ OPEN_PROMPTS = (
 REPLAY_SYSTEM = "You are a helpful, friendly personal assistant. Reply briefly."
 
 
+def greedy_reply(llm, user: str, max_tokens: int, *, cut: bool = False) -> str:
+    """The base model's greedy reply to ``user`` under ``REPLAY_SYSTEM``, outside the protocol.
+    A reply that ``max_tokens`` cut is "" or, with ``cut``, ends at its last full sentence
+    ("" if it has none): the base model rambles, and a half sentence would be learned."""
+    out = llm.create_chat_completion([{"role": "system", "content": REPLAY_SYSTEM},
+                                      {"role": "user", "content": user}],
+                                     temperature=0.0, max_tokens=max_tokens)
+    ch = out["choices"][0]
+    text = ch["message"]["content"].strip()
+    if ch.get("finish_reason") == "stop":
+        return text
+    end = max(text.rfind(". "), text.rfind(".\n"))
+    return text[:end + 1] if cut and end > 0 else ""
+
+
 def replay_turns(base_gguf: Path, n: int, seed: int, *, cache: Path | None = None,
                  max_reply_tokens: int = 160, extra: Sequence[str] = (), n_extra: int = 0) -> list[Turn]:
     """``n`` open requests (cycling ``OPEN_PROMPTS``) and ``n_extra`` of ``extra`` (stage-2
@@ -243,11 +258,7 @@ def replay_turns(base_gguf: Path, n: int, seed: int, *, cache: Path | None = Non
         try:
             for p in todo:
                 # a stage-2 turn packs two requests: its reply may be twice as long
-                out = llm.create_chat_completion(
-                    [{"role": "system", "content": REPLAY_SYSTEM}, {"role": "user", "content": p}],
-                    temperature=0.0, max_tokens=max_reply_tokens * (2 if p in packed else 1))
-                ch = out["choices"][0]
-                done[p] = ch["message"]["content"].strip() if ch.get("finish_reason") == "stop" else ""
+                done[p] = greedy_reply(llm, p, max_reply_tokens * (2 if p in packed else 1))
         finally:
             llm.close()
         if cache is not None:
@@ -408,56 +419,30 @@ def with_context_usage(turns: list[Turn], count_tokens: Callable[[str], int]) ->
 _EDITED = {"Filter_context": "Filtered, so reply.", "Summary_context": "Summarised, so reply."}
 
 
-def extract_summary(transcript: str, max_sentences: int = 6) -> str:
-    """A summary of a ``Context.summarise`` transcript for training data: the first sentence of
-    each user message's words (not its context-usage line or memories), without a lead-in such
-    as "Here's part of an article about S:"."""
-    out = []
-    for line in transcript.splitlines():
-        if line.startswith("user: "):
-            line = line[len("user: "):]
-        elif not line.startswith(prompts.USER_PREFIX):
-            continue
-        if line.startswith(prompts.USER_PREFIX):
-            line = line[len(prompts.USER_PREFIX):]
-        if not line.strip() or line.startswith("["):
-            continue
-        head, sep, rest = line.partition(": ")
-        text = rest if sep and len(head) < 80 else line
-        out.append(re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0])
-    return " ".join(out[:max_sentences])
-
-
 def edit_reply_turns(turns: list[Turn], policy, embed: Callable[[str], object], *, usage: bool = False,
-                     cache: Path | None = None, max_reply_tokens: int = 256, log=print) -> list[Turn]:
+                     filter_threshold: float = 0.6, cache: Path | None = None, max_reply_tokens: int = 256,
+                     log=print) -> list[Turn]:
     """For each Filter/Summary turn of ``turns``, the turn's next step: the oracle's call run by the
-    runtime's own tool on a ``Context`` of the turn (Filter with ``embed``, the serving embedder;
-    Summary with an extractive summary, ``extract_summary``: the base 0.5B model, asked as the
-    runtime asks it, copies the last acknowledgement or refuses), then the reply to the user's
+    runtime's own tool on a ``Context`` of the turn (Filter with ``embed``, the serving embedder, and
+    ``filter_threshold``, the serving θ; Summary with ``stm.extractive_summary``, the runtime's
+    fallback: the base 0.5B model, asked on the raw transcript, copied the last acknowledgement
+    or refused), then the reply to the user's
     words, which ``policy`` (the base model) writes greedily outside the protocol, after the
     summary for Summary. ``usage``: the tool result ends with the context-usage line after the
     edit, as ``Agent(context_usage=True)`` writes it (the user turn keeps the line it came with).
     A reply cut by ``max_reply_tokens`` ends at its last full sentence; one without any, or
-    with tag-like text, is skipped. ``cache``: a JSON file of
-    summaries and replies (prompt -> text), so a rerun does not generate again."""
-    from agemem_lite.memory.stm import Context
+    with tag-like text, is skipped. ``cache``: a JSON file of replies (prompt -> text), so a
+    rerun does not generate again."""
+    from agemem_lite.memory.stm import Context, extractive_summary
     from agemem_lite.memory.tools import TOOLS, ToolEnv
     from agemem_lite.protocol import parse_step
 
     done = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
 
-    def generate(system: str, user: str, max_tokens: int) -> str:
-        key = f"{system}\n---\n{user}"
+    def reply_to(user: str) -> str:
+        key = f"{REPLAY_SYSTEM}\n---\n{user}"   # the key names the system prompt: caches of older runs stay valid
         if key not in done:
-            out = policy.llm.create_chat_completion([{"role": "system", "content": system},
-                                                     {"role": "user", "content": user}],
-                                                    temperature=0.0, max_tokens=max_tokens)
-            ch = out["choices"][0]
-            text = ch["message"]["content"].strip()
-            if ch.get("finish_reason") != "stop":   # cut at its last full sentence (the base rambles)
-                cut = max(text.rfind(". "), text.rfind(".\n"))
-                text = text[:cut + 1] if cut > 0 else ""
-            done[key] = text
+            done[key] = greedy_reply(policy.llm, user, max_reply_tokens, cut=True)
         return done[key]
 
     out: list[Turn] = []
@@ -474,15 +459,14 @@ def edit_reply_turns(turns: list[Turn], policy, embed: Callable[[str], object], 
         for m in t.context:
             ctx.append(m["role"], m["content"])
         env = ToolEnv(store=None, embed=embed, namespace="", context=ctx,
-                      summarise=extract_summary,
+                      summarise=extractive_summary, filter_threshold=filter_threshold,
                       usage=(lambda: prompts.render_context_usage(ctx.tokens, budget)) if usage else None)
         result = TOOLS[call.name][0](env, call.arguments)
         words = prompts.user_text_of(t.context[-1]["content"])
         summary = result.data.get("summary") if call.name == "Summary_context" else None
         if call.name == "Filter_context":
             removed.append(result.data["messages"])
-        reply = generate(REPLAY_SYSTEM, f"{summary}\n\n{words}" if summary else words,
-                         max_reply_tokens)
+        reply = reply_to(f"{summary}\n\n{words}" if summary else words)
         if not reply or "<" in reply:
             continue
         kind = re.match(r"Kind: ([a-z ]+)\.", parsed.think)
@@ -500,16 +484,18 @@ def edit_reply_turns(turns: list[Turn], policy, embed: Callable[[str], object], 
 
 def _edit_replies(base_gguf: Path, turns: list[Turn], settings, *, usage: bool, long_budget: int,
                   cache: Path, log) -> list[Turn]:
-    """``edit_reply_turns`` with the base GGUF (a window for a ``long_budget`` context) and the
-    embedder ``settings`` names (the defaults when None)."""
+    """``edit_reply_turns`` with the base GGUF (a window for a ``long_budget`` context), and the
+    embedder and Filter θ that ``settings`` names (the defaults when None), as serving uses them."""
     from agemem_lite.config import Settings
     from agemem_lite.embed import load_embedder
     from agemem_lite.policy.llama import LlamaPolicy
 
+    settings = settings or Settings()
     writer = LlamaPolicy(base_gguf, n_ctx=long_budget + 1024)
     try:
-        with load_embedder(settings or Settings()) as emb:
-            return edit_reply_turns(turns, writer, emb.embed_one, usage=usage, cache=cache, log=log)
+        with load_embedder(settings) as emb:
+            return edit_reply_turns(turns, writer, emb.embed_one, usage=usage,
+                                    filter_threshold=settings.filter_threshold, cache=cache, log=log)
     finally:
         writer.close()
 
@@ -592,14 +578,9 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     import resource
 
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
 
     from agemem_lite.policy.llama import LlamaPolicy
 
-    from .base import load_model
-    from .export import export_adapter
     from .lora import set_threads
 
     t0 = time.perf_counter()
@@ -628,18 +609,60 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         tok.close()
     n_tokens = sum(len(r["input_ids"]) for r in rows)
     n_loss = sum(sum(r["completion_mask"]) for r in rows)
-    n_turns = len(rows)
     log(f"warm start: {len(rows)} turns ({dropped} over {max_tokens} tokens dropped), "
         f"{n_tokens} tokens, {n_loss} in the loss")
+    trained = train_on_rows(rows, base_gguf, folder, out, epochs=epochs, lr=lr, lora_r=lora_r,
+                            lora_alpha=lora_alpha, targets=targets, seed=seed, pack=pack, bf16=bf16,
+                            init_adapter=init_adapter, progress=progress, log=log)
+    summary = {
+        "turns": len(rows), "dropped": dropped, "tokens": n_tokens, "loss_tokens": n_loss,
+        "by_class": {c: sum(t.label == c for t in turns) for c in D.CLASSES},
+        "epochs": epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed, "n_items": n_items,
+        "classes": list(classes), "long_share": long_share,
+        "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
+        "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
+        "long_think": long_think, "fact_think": fact_think, "context_usage": context_usage,
+        "edit_replies": edit_replies, "pack": pack, **trained,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
+    log_history = summary.pop("log_history")
+    (out / "sft.json").write_text(json.dumps(summary, indent=2))
+    (out / "sft_log.json").write_text(json.dumps(log_history, indent=1))
+    return summary
+
+
+def train_on_rows(rows: list[dict], base_gguf: Path, folder: Path, out: Path, *, epochs: float, lr: float,
+                  lora_r: int, lora_alpha: int, targets: Sequence[str], seed: int = 0, pack: int = 1,
+                  bf16: bool = True, init_adapter: Path | None = None, progress: bool = True,
+                  check_export: bool = True, log=print) -> dict:
+    """The training half of the warm start: LoRA SFT of the HF copy ``folder`` on tokenised
+    ``rows`` (``dataset_rows``), written as ``out/adapter`` (PEFT) and ``out/adapter.gguf`` for
+    ``base_gguf``. It needs torch but not llama.cpp, so rows made on a laptop can train on a GPU
+    machine (``bench/bench_train_device.py``; there ``check_export=False``, since loading the
+    exported adapter back needs llama.cpp). Returns the run's numbers and ``log_history``."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from .base import load_model
+    from .export import export_adapter
+
+    n_tokens = sum(len(r["input_ids"]) for r in rows)
     packed = {}
     if pack > 1:
         from .packing import collate_packs, install_tree_attention, pack_rows
 
+        rows = list(rows)
         random.Random(f"pack:{seed}").shuffle(rows)
         rows = pack_rows(rows, max_rows=pack)
         packed = {"collator": collate_packs, "tokens": sum(len(r["input_ids"]) for r in rows)}
         log(f"packed into {len(rows)} sequences of up to {pack} turns sharing a prefix: "
             f"{packed['tokens']} tokens to run ({packed['tokens'] / max(n_tokens, 1):.0%})")
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     model = load_model(folder)
     hook = install_tree_attention(model) if packed else None
     peft_cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, bias="none",
@@ -660,7 +683,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         gradient_accumulation_steps=max(1, 4 // pack), remove_unused_columns=not packed,
         learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=2,
         logging_steps=5, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
-        bf16=bf16, use_cpu=not torch.cuda.is_available(), completion_only_loss=True,
+        bf16=bf16, use_cpu=not cuda, completion_only_loss=True,
         max_length=None, gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=not progress)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          peft_config=None if init_adapter is not None else peft_cfg,
@@ -670,24 +693,14 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         hook.remove()
     peft_model = trainer.model
     peft_model.save_pretrained(str(out / "adapter"))
-    gguf_path = export_adapter(peft_model, base_gguf, out / "adapter.gguf", dtype="f16")
+    gguf_path = export_adapter(peft_model, base_gguf, out / "adapter.gguf", dtype="f16", check=check_export)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    summary = {
-        "turns": n_turns, "dropped": dropped, "tokens": n_tokens, "loss_tokens": n_loss,
-        "by_class": {c: sum(t.label == c for t in turns) for c in D.CLASSES},
-        "epochs": epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed, "n_items": n_items,
-        "classes": list(classes), "long_share": long_share,
-        "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
-        "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
-        "long_think": long_think, "fact_think": fact_think, "context_usage": context_usage,
-        "edit_replies": edit_replies,
-        "pack": pack, "sequences": len(rows), "tokens_run": packed.get("tokens", n_tokens),
+    return {
+        "device": "cuda" if cuda else "cpu",
+        "sequences": len(rows), "tokens_run": packed.get("tokens", n_tokens),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics.get("train_runtime", 0.0), 1),
-        "wall_seconds": round(time.perf_counter() - t0, 1),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        **({"peak_vram_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)} if cuda else {}),
         "adapter_gguf": str(gguf_path), "adapter_bytes": gguf_path.stat().st_size,
+        "log_history": trainer.state.log_history,
     }
-    (out / "sft.json").write_text(json.dumps(summary, indent=2))
-    (out / "sft_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    return summary
