@@ -102,7 +102,7 @@ class Agent:
         fallback = extractive_summary(transcript)
         if not text or "<" in text or prompts.SUMMARY_HEADER in text or \
                 fact_coverage(fallback, transcript) > fact_coverage(text, transcript):
-            return fallback or text
+            return fallback   # "" when no user line: Context.summarise keeps the transcript's start
         return text
 
     def related_memories(self, text: str) -> list[dict]:
