@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from . import prompts
 from .config import Settings
-from .memory.stm import Context, extractive_summary, fact_coverage
+from .memory.stm import Context, extractive_summary, fact_coverage, usable_summary
 from .memory.store import MemoryStore
 from .memory.tools import TOOLS, ToolEnv, ToolResult, dispatch, grammar_schemas
 from .protocol import ToolCall, parse_step
@@ -94,13 +94,13 @@ class Agent:
         return warm(fixed, cache_dir) if warm else {"prefix_tokens": 0, "cache": "off"}
 
     def _write_summary(self, transcript: str) -> str:
-        """The policy's summary of ``transcript`` (SPEC §2), or the extractive one where that keeps
-        more of the names and numbers said, or where the policy's has tags or a nested summary
-        header. The 0.5B policy's summaries kept fewer of them than the first sentences of the
-        user's messages and sometimes only acknowledged ("Read it, go on."; docs/training.md)."""
+        """The policy's summary of ``transcript`` (SPEC §2), or the extractive one where the
+        policy's is not usable (``stm.usable_summary``: tags, a loop, words the transcript lacks)
+        or keeps fewer of the names and numbers said. The 0.5B policy's summaries refused, looped,
+        only acknowledged ("Read it, go on.") or kept fewer of them (docs/training.md)."""
         text = self.policy.summarise(prompts.render_summary_request(transcript)).strip()
         fallback = extractive_summary(transcript)
-        if not text or "<" in text or prompts.SUMMARY_HEADER in text or \
+        if not usable_summary(text, transcript) or \
                 fact_coverage(fallback, transcript) > fact_coverage(text, transcript):
             return fallback   # "" when no user line: Context.summarise keeps the transcript's start
         return text

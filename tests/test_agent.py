@@ -330,6 +330,8 @@ def test_summary_context_in_a_turn_uses_the_policy_with_the_fixed_prompt(make_ag
     ("Ana moves to Porto in May; Tom is four.", True),       # keeps every name and number: the policy's
     ("Read it, go on.", False),                              # an acknowledgement, not a summary
     ("<think>Kind: fact.</think>", False),                   # protocol text
+    ("I'm sorry, but I can't assist with that. Ana, Porto, May, Tom, four.", False),   # words not said
+    ("Ana moves to Porto in May. Tom is four. Tom is four.", False),   # a loop
 ])
 def test_the_summary_is_the_policys_unless_it_keeps_fewer_names_and_numbers(store, embedder, settings,
                                                                              written, kept):

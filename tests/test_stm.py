@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agemem_lite import prompts
-from agemem_lite.memory.stm import Context, Message, extractive_summary, fact_coverage
+from agemem_lite.memory.stm import Context, Message, extractive_summary, fact_coverage, usable_summary, word_support
 
 WEATHER = "The weather today is sunny and warm."  # cosine ≈ 0.84 to CRITERIA
 WEATHER_2 = "It is a sunny warm day today."        # cosine ≈ 0.83
@@ -295,3 +295,14 @@ def test_fact_coverage_counts_the_names_and_numbers_the_user_said():
     assert fact_coverage("Tiolis: 29117.", transcript) == 2 / 5   # Tiolis Festival Rosreir Zosdadrel 29117
     assert fact_coverage("Read it, go on.", transcript) == 0.0
     assert fact_coverage("anything", "Assistant: Tiolis") == 1.0   # nothing said: nothing to keep
+
+
+def test_a_usable_summary_has_no_tags_no_loop_and_the_transcripts_words():
+    transcript = "User: My sister Ana moves to Porto in May.\nAssistant: Noted, good luck to her."
+    assert usable_summary("Ana moves to Porto in May.", transcript)
+    assert word_support("I'm sorry, but I can't assist with that.", transcript) == 0.0
+    assert not usable_summary("I'm sorry, but I can't assist with that.", transcript)
+    assert not usable_summary("Ana moves. Ana moves.", transcript)
+    assert not usable_summary("<answer>Ana moves to Porto.</answer>", transcript)
+    assert not usable_summary("[Summary of earlier conversation] Ana moves to Porto.", transcript)
+    assert not usable_summary("  ", transcript)

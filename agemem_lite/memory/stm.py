@@ -57,6 +57,27 @@ def fact_coverage(summary: str, transcript: str) -> float:
     return len(facts & words) / len(facts) if facts else 1.0
 
 
+#: the least share of a model summary's words (4+ letters) that the transcript has: the 0.5B's
+#: refusals ("I'm sorry, but I can't assist with that.": 0.5) and a summary that turned a
+#: disagreement into an agreement (0.72) fall below it; its faithful ones were 0.85-1.0
+MIN_WORD_SUPPORT = 0.8
+
+
+def word_support(summary: str, transcript: str) -> float:
+    """The share of ``summary``'s words of four or more letters that occur in ``transcript``."""
+    words = re.findall(r"[a-z]{4,}", summary.lower())
+    have = set(re.findall(r"[a-z]{4,}", transcript.lower()))
+    return sum(w in have for w in words) / len(words) if words else 1.0
+
+
+def usable_summary(summary: str, transcript: str) -> bool:
+    """Whether a model's summary of ``transcript`` may replace it: text, no protocol tags or nested
+    summary header, no sentence said twice (a 0.5B loop), and words the transcript has."""
+    sentences = [x.strip() for x in re.split(r"(?<=[.!?])\s+", summary) if x.strip()]
+    return bool(summary.strip()) and "<" not in summary and SUMMARY_HEADER not in summary \
+        and len(set(sentences)) == len(sentences) and word_support(summary, transcript) >= MIN_WORD_SUPPORT
+
+
 @dataclass
 class Message:
     """One context message. ``kind`` tags special messages (e.g. "summary", "distractor")."""
