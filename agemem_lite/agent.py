@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from . import prompts
 from .config import Settings
-from .memory.stm import Context, extractive_summary, fact_coverage, usable_summary
+from .memory.stm import Context, choose_summary
 from .memory.store import MemoryStore
 from .memory.tools import TOOLS, ToolEnv, ToolResult, dispatch, grammar_schemas
 from .protocol import ToolCall, parse_step
@@ -94,16 +94,11 @@ class Agent:
         return warm(fixed, cache_dir) if warm else {"prefix_tokens": 0, "cache": "off"}
 
     def _write_summary(self, transcript: str) -> str:
-        """The policy's summary of ``transcript`` (SPEC §2), or the extractive one where the
-        policy's is not usable (``stm.usable_summary``: tags, a loop, words the transcript lacks)
-        or keeps fewer of the names and numbers said. The 0.5B policy's summaries refused, looped,
-        only acknowledged ("Read it, go on.") or kept fewer of them (docs/training.md)."""
-        text = self.policy.summarise(prompts.render_summary_request(transcript)).strip()
-        fallback = extractive_summary(transcript)
-        if not usable_summary(text, transcript) or \
-                fact_coverage(fallback, transcript) > fact_coverage(text, transcript):
-            return fallback   # "" when no user line: Context.summarise keeps the transcript's start
-        return text
+        """The policy's summary of ``transcript`` (SPEC §2) where ``stm.choose_summary`` keeps it:
+        the 0.5B policy's summaries refused, looped, only acknowledged ("Read it, go on.") or kept
+        fewer names and numbers than the extractive one (docs/training.md)."""
+        return choose_summary(self.policy.summarise(prompts.render_summary_request(transcript)).strip(),
+                              transcript)
 
     def related_memories(self, text: str) -> list[dict]:
         """SPEC §4: the environment's own retrieval shown with a turn (not a tool call)."""

@@ -28,7 +28,7 @@ def main() -> None:
     from agemem_lite import decisions as D
     from agemem_lite import model_files, prompts
     from agemem_lite.config import Settings
-    from agemem_lite.memory.stm import Context, extractive_summary, fact_coverage, usable_summary
+    from agemem_lite.memory.stm import Context, choose_summary, extractive_summary, fact_coverage
     from agemem_lite.policy.llama import LlamaPolicy
 
     settings = Settings.load()
@@ -53,9 +53,9 @@ def main() -> None:
             new = pol.summarise(prompts.render_summary_request(plain))
             t2 = time.perf_counter()
             ext = extractive_summary(plain)
-            kept = new if usable_summary(new, plain) and fact_coverage(ext, plain) <= fact_coverage(new, plain) else ext
+            kept = choose_summary(new, plain)
             r = {"id": it.id, "span_tokens": sum(m.tokens for m in span), "old_seconds": round(t1 - t0, 1),
-                 "base_seconds": round(t2 - t1, 1), "kept_is": "base" if kept is new else "extractive"}
+                 "base_seconds": round(t2 - t1, 1), "kept_is": "base" if kept == new and kept != ext else "extractive"}
             for k, v in (("old", old.strip()), ("base", new), ("extractive", ext), ("kept", kept)):
                 r[k] = v
                 r[k + "_tags"] = "<" in v or prompts.SUMMARY_HEADER in v

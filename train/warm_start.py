@@ -614,6 +614,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     trained = train_on_rows(rows, base_gguf, folder, out, epochs=epochs, lr=lr, lora_r=lora_r,
                             lora_alpha=lora_alpha, targets=targets, seed=seed, pack=pack, bf16=bf16,
                             init_adapter=init_adapter, progress=progress, log=log)
+    log_history = trained.pop("log_history")
     summary = {
         "turns": len(rows), "dropped": dropped, "tokens": n_tokens, "loss_tokens": n_loss,
         "by_class": {c: sum(t.label == c for t in turns) for c in D.CLASSES},
@@ -626,7 +627,6 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
-    log_history = summary.pop("log_history")
     (out / "sft.json").write_text(json.dumps(summary, indent=2))
     (out / "sft_log.json").write_text(json.dumps(log_history, indent=1))
     return summary

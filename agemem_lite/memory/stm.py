@@ -78,6 +78,17 @@ def usable_summary(summary: str, transcript: str) -> bool:
         and len(set(sentences)) == len(sentences) and word_support(summary, transcript) >= MIN_WORD_SUPPORT
 
 
+def choose_summary(written: str, transcript: str) -> str:
+    """The summary that replaces ``transcript``: the model's ``written`` one if it is usable and
+    keeps at least as many of the user's names and numbers as ``extractive_summary``, else that
+    (which is "" when no user line: ``Context.summarise`` then keeps the transcript's start)."""
+    fallback = extractive_summary(transcript)
+    if not usable_summary(written, transcript) or \
+            fact_coverage(fallback, transcript) > fact_coverage(written, transcript):
+        return fallback
+    return written
+
+
 @dataclass
 class Message:
     """One context message. ``kind`` tags special messages (e.g. "summary", "distractor")."""
