@@ -134,6 +134,19 @@ def test_corrupt_policy_file_is_one_line_error(cli, tmp_path):
     assert r.exit_code == 1 and "Traceback" not in r.output and r.output.startswith("Error:")
 
 
+def test_average_adapters_bad_input_is_one_line(cli, tmp_path):
+    run = lambda *a: CliRunner().invoke(main, ["--data-dir", str(cli.home), "average-adapters", *a])  # noqa: E731
+    r = run(str(tmp_path / "out.gguf"), "a.gguf=half")
+    assert r.exit_code == 2 and "FILE=WEIGHT" in r.output
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    for args in ([str(tmp_path / "missing.gguf")], [str(bad) + "=0.5"]):
+        r = run(str(tmp_path / "out.gguf"), *args, "--base", str(bad))
+        assert r.exit_code == 1 and "Traceback" not in r.output and r.output.startswith("Error:"), r.output
+        assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out.gguf").exists()
+
+
 def test_import_and_export_notes(cli, tmp_path):
     notes = tmp_path / "notes"
     (notes / "sub").mkdir(parents=True)

@@ -382,3 +382,80 @@ def test_shipped_adapter_imports_into_torch_with_llama_cpp_logits(qwen, tmp_path
     assert diff("shipped", ours, ref) < F16_TOL
     assert_same_top5(ours, ref)
     assert diff("vs-base", ours, base) > 0.5
+
+
+# -- a weighted sum of adapters (train.merge_adapters) ---------------------------------
+
+def two_loras(smol_folder):
+    """SmolLM2 with two random LoRAs on every block Linear layer: "default" and "b"."""
+    pm = random_lora(load_model(smol_folder), seed=4)
+    pm.add_adapter("b", peft.LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS))
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in pm.named_parameters():
+            if ".b." in name and "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * (0.02 if "lora_B" in name else 0.1))
+    return pm
+
+
+def test_average_of_adapters_matches_torch_with_both_active(smol_folder, smol_gguf, smol_f16, smol_f16_logits,
+                                                          tmp_path):
+    """The reference is PEFT itself: both adapters active, each scaled by its weight."""
+    from peft.tuners.lora import LoraLayer
+
+    from train.merge_adapters import merge_adapters
+
+    pm = two_loras(smol_folder)
+    a = export_adapter(pm, smol_gguf, tmp_path / "a.gguf", adapter="default", check=False)
+    b = export_adapter(pm, smol_gguf, tmp_path / "b.gguf", adapter="b", check=False)
+    report = merge_adapters([(a, 0.7), (b, 0.3)], tmp_path / "avg.gguf", smol_gguf, rank=16)
+    assert report.rank == 16 and report.tensors == 30 * 7 * 2 and report.dropped_share_max < 1e-6
+
+    pm.base_model.set_adapter(["default", "b"])
+    for module in pm.modules():
+        if isinstance(module, LoraLayer):
+            module.set_scale("default", 0.7)
+            module.set_scale("b", 0.3)
+    tokens, ours = llama_logits(smol_f16, report.out)
+    ref = torch_logits(pm, tokens)
+    assert diff("avg", ours, ref) < F16_TOL
+    assert_same_top5(ours, ref)
+    _, only_a = llama_logits(smol_f16, a)
+    assert diff("avg-vs-a", ours, only_a) > 0.5   # b's share is in the sum
+
+
+def test_task_arithmetic_cancels_and_the_rank_cut_is_reported(smol_folder, smol_gguf, smol_f16, tmp_path):
+    from train.merge_adapters import merge_adapters, read_lora
+
+    pm = two_loras(smol_folder)
+    a = export_adapter(pm, smol_gguf, tmp_path / "a.gguf", adapter="default", check=False)
+    b = export_adapter(pm, smol_gguf, tmp_path / "b.gguf", adapter="b", check=False)
+    back = merge_adapters([(a, 1), (b, 1), (b, -1)], tmp_path / "a-again.gguf", smol_gguf)
+    assert back.rank == 8 and back.dropped_share_max < 1e-4
+    want, got = read_lora(a), read_lora(back.out)
+    for name, (wa, wb) in want.pairs.items():
+        ga, gb = got.pairs[name]
+        assert np.abs(gb @ ga - wb @ wa).max() <= 2e-3 * np.abs(wb @ wa).max()  # f16 storage
+    _, ours = llama_logits(smol_f16, back.out)
+    _, ref = llama_logits(smol_f16, a)
+    assert diff("a-again", ours, ref) < F16_TOL   # measured 0.068: f16 rounding of the new factors
+
+    # Two independent rank-8 deltas do not fit in rank 8: the cut is large and says so.
+    cut = merge_adapters([(a, 0.5), (b, 0.5)], tmp_path / "cut.gguf", smol_gguf)
+    assert cut.rank == 8 and cut.dropped_share_mean > 0.2
+
+
+def test_average_refuses_adapters_of_other_tensors(smol_folder, smol_gguf, tmp_path):
+    from train.merge_adapters import merge_adapters
+
+    full = export_adapter(random_lora(load_model(smol_folder)), smol_gguf, tmp_path / "full.gguf", check=False)
+    q = peft.get_peft_model(load_model(smol_folder), peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj"]))
+    q_only = export_adapter(q, smol_gguf, tmp_path / "q.gguf", check=False)
+    out = tmp_path / "out.gguf"
+    with pytest.raises(ModelFileError, match="adapts other tensors"):
+        merge_adapters([(full, 0.5), (q_only, 0.5)], out, smol_gguf)
+    with pytest.raises(ModelFileError, match="not a GGUF LoRA adapter"):
+        merge_adapters([(full, 0.5), (smol_gguf, 0.5)], out, smol_gguf)
+    with pytest.raises(ConfigError, match="no adapters"):
+        merge_adapters([], out, smol_gguf)
+    assert not out.exists() and not out.with_name("out.gguf.tmp").exists()

@@ -218,7 +218,6 @@ def export_adapter(peft_model, base_gguf: str | Path, out_path: str | Path, *,
     ``set_scale``) has the ratio folded into its ``B``. ``dtype``: "f32" or "f16".
     ``check=False`` skips loading it back (the trainer loads it right away anyway).
     """
-    import gguf
     from peft import PeftModel
 
     if not isinstance(peft_model, PeftModel):
@@ -258,19 +257,26 @@ def export_adapter(peft_model, base_gguf: str | Path, out_path: str | Path, *,
         raise ConfigError(f"adapter {adapter!r} wraps no Linear layer; nothing to export")
 
     with _atomic(out, lora_base=base_gguf, check=check) as tmp:
-        writer = gguf.GGUFWriter(str(tmp), arch)
-        try:
-            writer.add_type("adapter")
-            writer.add_string(KEY_ADAPTER_TYPE, "lora")
-            writer.add_float32(KEY_LORA_ALPHA, alpha)
-            for name, t in tensors:
-                writer.add_tensor(name, t)
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_tensors_to_file()
-        finally:
-            writer.close()
+        write_lora(tmp, arch, alpha, tensors)
     return out
+
+
+def write_lora(path: Path, arch: str, alpha: float, tensors: list[tuple[str, np.ndarray]]) -> None:
+    """Write ``(name.lora_a|name.lora_b, array)`` pairs as a llama.cpp GGUF LoRA adapter."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), arch)
+    try:
+        writer.add_type("adapter")
+        writer.add_string(KEY_ADAPTER_TYPE, "lora")
+        writer.add_float32(KEY_LORA_ALPHA, alpha)
+        for name, t in tensors:
+            writer.add_tensor(name, t)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
 
 
 def from_llamacpp_rows(w: np.ndarray, n_head: int) -> np.ndarray:

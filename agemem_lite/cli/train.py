@@ -89,4 +89,41 @@ def export_cmd(ctx, run_dir, name, checkpoint, outtype, quant) -> None:
     ctx.emit({"name": name, "path": str(path)}, f"exported {name}: {path}")
 
 
-COMMANDS = [train_cmd, export_cmd]
+def _weighted(spec: str) -> tuple[Path, float]:
+    path, _, weight = spec.rpartition("=") if "=" in spec else (spec, "", "1")
+    try:
+        return Path(path), float(weight)
+    except ValueError:
+        raise click.BadParameter(f"{spec!r}: write FILE or FILE=WEIGHT (a number)") from None
+
+
+@click.command("average-adapters")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("adapters", nargs=-1, required=True, metavar="ADAPTER[=WEIGHT]...")
+@click.option("--base", default="qwen2.5-coder-0.5b", show_default=True,
+              help="The policy (registry name or GGUF path) the adapters were trained on; OUT is loaded over it.")
+@click.option("--rank", type=click.IntRange(1), default=None, help="LoRA rank of OUT. Default: the first adapter's.")
+@pass_ctx
+def average_adapters_cmd(ctx, out, adapters, base, rank) -> None:
+    """Write the weighted sum of GGUF LoRA adapters' weight deltas as one adapter (no torch).
+
+    Weights default to 1 and may be negative (task arithmetic). The sum is cut to
+    --rank by SVD; the share of it that the cut drops is printed.
+
+    Example: agemem average-adapters soup.gguf v7.gguf=0.5 w.gguf=0.5
+
+    Then: agemem eval --bench decisions --policy agemem-0.5b --adapter soup.gguf
+    """
+    from .. import model_files
+    from train.merge_adapters import merge_adapters
+
+    pairs = [_weighted(a) for a in adapters]
+    base_gguf = Path(base) if Path(base).suffix == ".gguf" else model_files.resolve(ctx.settings, base)
+    r = merge_adapters(pairs, out, base_gguf, rank=rank)
+    ctx.emit({"out": str(r.out), "rank": r.rank, "tensors": r.tensors, "dropped_share_max": r.dropped_share_max,
+              "dropped_share_mean": r.dropped_share_mean},
+             f"wrote {r.out} (rank {r.rank}, {r.tensors} tensors); the rank cut dropped "
+             f"{100 * r.dropped_share_mean:.2f} % of the sum's norm on average, {100 * r.dropped_share_max:.2f} % at most")
+
+
+COMMANDS = [train_cmd, export_cmd, average_adapters_cmd]
