@@ -425,7 +425,8 @@ def test_average_of_adapters_matches_torch_with_both_active(smol_folder, smol_gg
 
 
 def test_task_arithmetic_cancels_and_the_rank_cut_is_reported(smol_folder, smol_gguf, smol_f16, tmp_path):
-    from train.merge_adapters import merge_adapters, read_lora
+    from train.export import read_lora
+    from train.merge_adapters import merge_adapters
 
     pm = two_loras(smol_folder)
     a = export_adapter(pm, smol_gguf, tmp_path / "a.gguf", adapter="default", check=False)

@@ -32,6 +32,7 @@ import ctypes
 import os
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -285,6 +286,39 @@ def from_llamacpp_rows(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+@dataclass(frozen=True)
+class LoraFile:
+    """One GGUF LoRA adapter read into numpy: ``pairs[gguf name] = (A (r, in), B (out, r))``,
+    rows in llama.cpp's order."""
+
+    path: Path
+    arch: str
+    alpha: float
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def rank(self) -> int:
+        return next(iter(self.pairs.values()))[0].shape[0]
+
+
+def read_lora(path: str | Path) -> LoraFile:
+    """Read a GGUF LoRA adapter (as ``export_adapter`` or llama.cpp's converter writes it);
+    a file that is not one, or holds an unpaired tensor, is a ``ModelFileError``."""
+    path = Path(path)
+    reader = _reader(path)
+    meta = _metadata(reader)
+    if meta.get(KEY_TYPE) not in (b"adapter", "adapter") or meta.get(KEY_ADAPTER_TYPE) not in (b"lora", "lora"):
+        raise ModelFileError(f"{path}: not a GGUF LoRA adapter ({KEY_TYPE}={meta.get(KEY_TYPE)!r})")
+    # copies: the file is mapped read-only, and torch wants writable arrays
+    arrays = {t.name: np.array(t.data, dtype=np.float32) for t in reader.tensors}
+    names = {n.removesuffix(".lora_a").removesuffix(".lora_b") for n in arrays}
+    odd = sorted(n for n in names if n + ".lora_a" not in arrays or n + ".lora_b" not in arrays)
+    if odd or not names:
+        raise ModelFileError(f"{path}: {'unpaired LoRA tensors ' + str(odd[:2]) if odd else 'holds no LoRA pairs'}")
+    pairs = {n: (arrays[n + ".lora_a"], arrays[n + ".lora_b"]) for n in sorted(names)}
+    return LoraFile(path, _architecture(meta), float(meta.get(KEY_LORA_ALPHA, 0.0)), pairs)
+
+
 def import_adapter(peft_model, adapter_path: str | Path, base_gguf: str | Path, *,
                    adapter: str | None = None) -> int:
     """Load a llama.cpp GGUF LoRA adapter into ``peft_model``'s LoRA weights (the
@@ -296,30 +330,24 @@ def import_adapter(peft_model, adapter_path: str | Path, base_gguf: str | Path, 
     Returns the number of layers loaded."""
     import torch
 
-    path = Path(adapter_path)
-    reader = _reader(path)
-    meta = _metadata(reader)
-    if meta.get(KEY_TYPE) not in (b"adapter", "adapter") or meta.get(KEY_ADAPTER_TYPE) not in (b"lora", "lora"):
-        raise ModelFileError(f"{path}: not a GGUF LoRA adapter ({KEY_TYPE}={meta.get(KEY_TYPE)!r})")
+    lora = read_lora(adapter_path)
+    path, alpha = lora.path, lora.alpha
     adapter = adapter or peft_model.active_adapter
     cfg = _lora_config(peft_model, adapter)
-    alpha = float(meta.get(KEY_LORA_ALPHA, 0.0))
     if abs(alpha - float(cfg.lora_alpha)) > 1e-6:
         raise ConfigError(f"{path.name} has LoRA alpha {alpha:g}; this model's LoRA has "
                           f"lora_alpha={cfg.lora_alpha} (set lora_alpha={alpha:g})")
     base_meta = _metadata(_reader(Path(base_gguf)))
     arch = _architecture(base_meta)
-    if _architecture(meta) != arch:
-        raise ConfigError(f"{path.name} is a {_architecture(meta)} adapter; the base is {arch}")
+    if lora.arch != arch:
+        raise ConfigError(f"{path.name} is a {lora.arch} adapter; the base is {arch}")
     tmap = _name_map(arch, base_meta)
-    stored = {t.name: t for t in reader.tensors}
     used, pairs = set(), []   # everything is checked before any weight is written
     for hf, module in _lora_layers(peft_model, adapter):
         name = _gguf_name(tmap, hf + ".weight")
-        if name + ".lora_a" not in stored or name + ".lora_b" not in stored:
+        if name not in lora.pairs:
             raise ConfigError(f"{path.name} has no LoRA for {hf}: train with the LoRA targets it was made with")
-        a = np.array(stored[name + ".lora_a"].data, dtype=np.float32)  # (r, in); a copy: the file is mapped read-only
-        b = np.array(stored[name + ".lora_b"].data, dtype=np.float32)  # (out, r)
+        a, b = lora.pairs[name]  # (r, in), (out, r)
         la, lb = module.lora_A[adapter].weight, module.lora_B[adapter].weight
         if a.shape != tuple(la.shape) or b.shape != tuple(lb.shape):
             raise ConfigError(f"{hf}: {path.name} holds A {a.shape}, B {b.shape}; this model's LoRA has "
@@ -330,8 +358,8 @@ def import_adapter(peft_model, adapter_path: str | Path, base_gguf: str | Path, 
         if heads:
             b = from_llamacpp_rows(b, heads)
         pairs += [(la, a), (lb, np.ascontiguousarray(b / ratio))]
-        used |= {name + ".lora_a", name + ".lora_b"}
-    left = sorted(set(stored) - used)
+        used.add(name)
+    left = sorted(set(lora.pairs) - used)
     if left:
         raise ConfigError(f"{path.name} holds LoRA tensors this model's LoRA does not wrap ({left[:2]}...): "
                           "train with the LoRA targets it was made with")
@@ -511,5 +539,5 @@ def register(settings, gguf_path: str | Path, name: str):
         raise ConfigError(str(e)) from None
 
 
-__all__ = ["export_adapter", "import_adapter", "export_merged", "quantize", "register", "hf_state_dict",
+__all__ = ["export_adapter", "import_adapter", "read_lora", "write_lora", "export_merged", "quantize", "register", "hf_state_dict",
            "to_llamacpp_rows", "from_llamacpp_rows", "OUTTYPES", "QUANT_FTYPES"]

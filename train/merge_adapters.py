@@ -8,7 +8,7 @@ without another training run. Each adapter adds ``s * B @ A`` to a weight
 ``sum r_i``, so it is factored exactly by QR of the stacked factors and an SVD of
 the small core, and cut to ``rank`` (by default the first file's, so the result
 is the same size as its inputs). The share of ``D``'s Frobenius norm that the cut
-drops is reported per file, so a lossy cut is visible, not silent.
+drops is reported (largest and mean over the matrices), so a lossy cut is visible, not silent.
 
 Only numpy and the ``gguf`` package: no torch. The result is loaded back over
 ``base_gguf`` by llama.cpp before it is moved into place (``train.export``).
@@ -22,21 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from agemem_lite.errors import ConfigError, ModelFileError
-from train.export import KEY_ADAPTER_TYPE, KEY_LORA_ALPHA, _architecture, _atomic, _metadata, _reader, write_lora
-
-
-@dataclass(frozen=True)
-class LoraFile:
-    """One GGUF LoRA adapter read into numpy: ``pairs[name] = (A (r, in), B (out, r))``."""
-
-    path: Path
-    arch: str
-    alpha: float
-    pairs: dict[str, tuple[np.ndarray, np.ndarray]]
-
-    @property
-    def rank(self) -> int:
-        return next(iter(self.pairs.values()))[0].shape[0]
+from train.export import KEY_LORA_ALPHA, _atomic, read_lora, write_lora
 
 
 @dataclass(frozen=True)
@@ -46,26 +32,6 @@ class MergeReport:
     tensors: int
     dropped_share_max: float   # largest per-matrix share of ||D||_F lost by the rank cut
     dropped_share_mean: float
-
-
-def read_lora(path: str | Path) -> LoraFile:
-    """Read a GGUF LoRA adapter (as ``train.export.export_adapter`` or llama.cpp's converter writes it)."""
-    path = Path(path)
-    reader = _reader(path)
-    meta = _metadata(reader)
-    kind = meta.get(KEY_ADAPTER_TYPE)
-    if (kind.decode() if isinstance(kind, bytes) else kind) != "lora" or KEY_LORA_ALPHA not in meta:
-        raise ModelFileError(f"{path}: not a GGUF LoRA adapter (no {KEY_ADAPTER_TYPE} = lora / {KEY_LORA_ALPHA})")
-    arrays = {t.name: np.asarray(t.data, dtype=np.float32) for t in reader.tensors}
-    pairs = {}
-    for name in sorted(n.removesuffix(".lora_a") for n in arrays if n.endswith(".lora_a")):
-        b = arrays.get(name + ".lora_b")
-        if b is None:
-            raise ModelFileError(f"{path}: {name}.lora_a has no .lora_b")
-        pairs[name] = (arrays[name + ".lora_a"], b)
-    if not pairs:
-        raise ModelFileError(f"{path}: holds no LoRA pairs")
-    return LoraFile(path, _architecture(meta), float(meta[KEY_LORA_ALPHA]), pairs)
 
 
 def _average_pair(factors: list[tuple[float, np.ndarray, np.ndarray]], rank: int, scale: float):
@@ -101,13 +67,16 @@ def merge_adapters(inputs: list[tuple[str | Path, float]], out: str | Path, base
         raise ConfigError(f"dtype={dtype!r}: choose 'f32' or 'f16'")
     files = [(read_lora(p), float(w)) for p, w in inputs]
     first = files[0][0]
+    for f, _ in files:
+        if not f.alpha:
+            raise ModelFileError(f"{f.path}: not a GGUF LoRA adapter with a scale (no {KEY_LORA_ALPHA})")
     for f, _ in files[1:]:
         if f.arch != first.arch or set(f.pairs) != set(first.pairs):
             raise ModelFileError(f"{f.path} adapts other tensors than {first.path}; were both trained on one base?")
         for name, (a, b) in f.pairs.items():
             if a.shape[1] != first.pairs[name][0].shape[1] or b.shape[0] != first.pairs[name][1].shape[0]:
                 raise ModelFileError(f"{f.path}: {name} is {b.shape[0]}x{a.shape[1]}, not as in {first.path}")
-    rank = int(rank or first.rank)
+    rank = first.rank if rank is None else int(rank)
     if rank < 1:
         raise ConfigError(f"rank={rank}: must be at least 1")
     alpha = first.alpha

@@ -114,11 +114,13 @@ def average_adapters_cmd(ctx, out, adapters, base, rank) -> None:
 
     Then: agemem eval --bench decisions --policy agemem-0.5b --adapter soup.gguf
     """
-    from .. import model_files
+    from train.base import resolve_base
     from train.merge_adapters import merge_adapters
 
     pairs = [_weighted(a) for a in adapters]
-    base_gguf = Path(base) if Path(base).suffix == ".gguf" else model_files.resolve(ctx.settings, base)
+    base_gguf = resolve_base(ctx.settings, base)
+    if base_gguf.is_dir():
+        raise ConfigError(f"--base {base}: the adapters are loaded over a GGUF policy, not a model folder")
     r = merge_adapters(pairs, out, base_gguf, rank=rank)
     ctx.emit({"out": str(r.out), "rank": r.rank, "tensors": r.tensors, "dropped_share_max": r.dropped_share_max,
               "dropped_share_mean": r.dropped_share_mean},
