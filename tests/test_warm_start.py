@@ -393,6 +393,10 @@ def test_config_rules_for_the_warm_start():
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "question_retrieve": 1.5}]})
     with pytest.raises(ConfigError, match="episodes"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "episodes": -1}]})
+    with pytest.raises(ConfigError, match="worked_think='yes'"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "worked_think": "yes"}]})
+    with pytest.raises(ConfigError, match="hotpot_questions=-2"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 7, "hotpot_questions": -2}]})
     cfg = TrainConfig.load("default", {"steps": 0})
     rounds = cfg.warm_start_rounds()
     assert len(rounds) == 2 and rounds[0]["items"] > 0 and rounds[0]["epochs"] == 1.0 and cfg.lora_r == 8
@@ -401,6 +405,7 @@ def test_config_rules_for_the_warm_start():
     assert set(rounds[1]["classes"]) == {"add", "update", "delete", "retrieve", "answer"}
     assert rounds[1]["fact_think"] == "value_end" and rounds[1]["pack"] == 4 and rounds[1]["seed"] == 7
     assert not any(r["context_usage"] or r["edit_replies"] for r in rounds)   # v7: without the line or edit replies
+    assert not any(r["worked_think"] or r["hotpot_questions"] for r in rounds)   # nor worked HotpotQA thinks
 
 
 @pytest.mark.slow
@@ -474,3 +479,41 @@ def test_context_usage_turns_use_their_own_budget_and_only_change_user_turns():
             assert (pct >= 50) == (t.label in ("filter", "summary")), (t.label, pct)
         for a, b in zip(t.context, u.context):
             assert (a == b) == (a["role"] != "user")
+
+
+def test_worked_reason_writes_the_hop_or_the_comparison_from_the_gold_facts():
+    from agemem_lite.eval.harness import build_tasks
+    from train.warm_start import worked_reason
+
+    tasks = build_tasks("hotpot", 40, 1000, n_distractors=0)
+    kinds, directions = set(), set()
+    for t in tasks:
+        reason = worked_reason(t)
+        assert reason is not None, t.question
+        a, b = t.key_items
+        kinds.add(t.metadata["type"])
+        if t.metadata["type"] == "bridge":
+            assert reason == f"{a} → {b} → {t.answers[0]}." and a in t.question and b not in t.question
+            continue
+        m = re.fullmatch(r"(.+) (\d+), (.+) (\d+)\. The (larger|smaller) is (\d+), so (.+)\.", reason)
+        assert m, reason
+        ra, na, rb, nb, word, win_n, win = m.groups()
+        assert [ra, rb] == [a, b] and win == t.answers[0]
+        assert na in t.gold_facts[0] and nb in t.gold_facts[1]      # the numbers the memories state
+        pick = max if word == "larger" else min
+        assert int(win_n) == pick(int(na), int(nb)) and win == (a if int(win_n) == int(na) else b)
+        directions.add(word)
+    assert kinds == {"bridge", "comparison"} and directions == {"larger", "smaller"}
+    assert all(worked_reason(t) is None for t in build_tasks("longmemeval", 6, 1000, n_distractors=0))
+
+
+def test_question_turns_worked_think_names_both_memories_then_reasons():
+    plain = question_turns(0, 1000, hotpot=8, retrieve_share=0.0)
+    worked = question_turns(0, 1000, hotpot=8, retrieve_share=0.0, worked_think=True)
+    assert len(plain) == len(worked) == 8
+    for p, w in zip(plain, worked):
+        assert p.context == w.context and parse_step(p.steps[-1]).answer == parse_step(w.steps[-1]).answer
+        think = parse_step(w.steps[-1]).think
+        assert re.fullmatch(r"Kind: question\. mem_\d+ and mem_\d+ answer it\. .+(→|The (larger|smaller) is).+\.",
+                            think), think
+        assert re.fullmatch(r"Kind: question\. mem_\d+ answers it\.", parse_step(p.steps[-1]).think)

@@ -316,13 +316,56 @@ def _answers_it(own: list[tuple[str, str]], answer: str, *, abstain: bool = Fals
     return f"{ids[0]} answers it." if len(ids) == 1 else f"{', '.join(ids[:-1])} and {ids[-1]} answer it."
 
 
+#: Question words of the HotpotQA comparison templates (``eval.hotpot``): which number wins.
+_LARGER_WINS = re.compile(r"\b(longer|later|more recently)\b", re.I)
+_SMALLER_WINS = re.compile(r"\b(shorter|earlier|older|first)\b", re.I)
+
+
+def worked_reason(task) -> str | None:
+    """For a HotpotQA task, the think's reasoning written out after it names both memories; None
+    for any other task, or where it cannot be read off the generator's gold facts.
+
+    - bridge: the hop from the question's entity through the bridge entity to the answer
+      (``"Zourquusk Group → Brio Kask → Mirnvrarvale."``);
+    - comparison: both numbers and which one wins
+      (``"Pyxvux River 540, Trornkun River 720. The larger is 720, so Trornkun River."``).
+
+    Why: given both memories, v7 answered 33 of 60 HotpotQA stage-3 questions right
+    (``bench/answer_from_memory.py``, seed 0): its think names one memory ("mem_6 answers it.") and
+    the answer is picked at once, so a bridge answer stops at the bridge entity and a comparison
+    answer is a coin flip between the two. Written out, each hop or number stands in the think
+    before the answer is picked."""
+    if task.source != "hotpotqa" or len(task.key_items) != 2 or len(task.gold_facts) != 2:
+        return None
+    (a, b), answer, kind = task.key_items, task.answers[0], task.metadata.get("type")
+    if kind == "bridge":
+        return f"{a} → {b} → {answer}." if a in task.question else None
+    if kind != "comparison":
+        return None
+    nums = [re.search(r"\b\d+\b", s) for s in task.gold_facts]
+    larger, smaller = bool(_LARGER_WINS.search(task.question)), bool(_SMALLER_WINS.search(task.question))
+    if not all(nums) or larger == smaller:
+        return None
+    na, nb = (int(m.group()) for m in nums)
+    if na == nb:
+        return None
+    win_n, win = max((na, a), (nb, b)) if larger else min((na, a), (nb, b))
+    if win != answer:
+        return None
+    return f"{a} {na}, {b} {nb}. The {'larger' if larger else 'smaller'} is {win_n}, so {win}."
+
+
 def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longmemeval"),
-                   retrieve_share: float = 0.5, max_unrelated: int = 2) -> list[Turn]:
+                   retrieve_share: float = 0.5, max_unrelated: int = 2, worked_think: bool = False,
+                   hotpot: int = 0, demonstrations: bool = False) -> list[Turn]:
     """Stage-3 turns of ``n`` training episodes (``seed`` must not be the evaluation's): the question
     with the short-answer instruction; its information turns as memories, either shown with the question
     (answer at once) or, for a ``retrieve_share`` of them, found by Retrieve_memory (search, hits,
     answer: an episode's stage 3 shows no retrieval). The reply is the gold short answer, so the step
-    that the episode judges learns the form they score.
+    that the episode judges learns the form they score. ``worked_think``: a HotpotQA think names
+    both memories and writes the hop or the comparison out (``worked_reason``); ``hotpot``: that
+    many more HotpotQA tasks (generator seed ``seed + 1``) join the ``n``. ``demonstrations``: the
+    contexts carry the prompted policy's demonstrations (to measure a prompted policy on them).
 
     Up to ``max_unrelated`` memories of other tasks join the task's own, and shown memories and hits
     are shuffled: the think names the memory that holds the answer, wherever it stands. (v5 always
@@ -333,12 +376,16 @@ def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "lo
     r = random.Random(f"questions:{seed}")
     per = [n // len(benches) + (i < n % len(benches)) for i in range(len(benches))]
     tasks = [t for bench, k in zip(benches, per) for t in build_tasks(bench, k, seed, n_distractors=0)]
+    if hotpot:
+        tasks += build_tasks("hotpot", hotpot, seed + 1, n_distractors=0)
     out: list[Turn] = []
     for t in tasks:
         start = r.randrange(1, 30)
         mems = [(f"mem_{start + j}", f) for j, f in enumerate(t.information)]
         answer = t.answers[0]
         why = _answers_it(mems, answer, abstain=t.metadata.get("type") == "abstention")
+        if worked_think and (worked := worked_reason(t)):   # both memories, then the hop or comparison
+            why = f"{' and '.join(m for m, _ in mems)} answer it. {worked}"
         reply = render_step(f"Kind: question. {why}", answer=answer)
         pool = [f for o in tasks if o is not t for f in o.information if answer.lower() not in f.lower()]
         extra = r.sample(pool, min(r.randint(0, max_unrelated), len(pool)))
@@ -348,11 +395,11 @@ def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "lo
         if r.random() < 1 - retrieve_share:
             item = D.DecisionItem(id=f"q-{t.id}", split="train", label="answer", user=user,
                                   shown=mems, kind="question", basis="memory", gold=answer)
-            out.append(Turn(item.id, "answer", D.messages(item, guided=False), [reply], []))
+            out.append(Turn(item.id, "answer", D.messages(item, guided=demonstrations), [reply], []))
             continue
         item = D.DecisionItem(id=f"q-{t.id}", split="train", label="retrieve", user=user, kind="question",
                               gold=t.question.split("] ", 1)[-1])
-        ctx = D.messages(item, guided=False, show_related=False)   # stage 3 shows no retrieval
+        ctx = D.messages(item, guided=demonstrations, show_related=False)   # stage 3 shows no retrieval
         out.append(Turn(item.id + "+ret", "retrieve", ctx,
                         [D.oracle_completion(item), reply],
                         [D.search_result(mems)]))
@@ -558,7 +605,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             replay: int = 0, questions: int = 0, stage2: int = 0, question_seed: int = 1000,
             question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1, wide_long: bool = False,
             long_think: str | None = None, fact_think: str = "plain", context_usage: bool = False,
-            edit_replies: bool = False, settings=None) -> dict:
+            edit_replies: bool = False, worked_think: bool = False, hotpot_questions: int = 0,
+            settings=None) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
     ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
@@ -574,7 +622,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     ``build_turns``. ``context_usage``: every user turn carries the context-usage line
     (``with_context_usage``), for a policy served with ``ModelSpec.context_usage``.
     ``edit_replies``: each Filter/Summary turn also gets its next step, the reply after the edit
-    (``edit_reply_turns``; ``settings`` names the embedder Filter uses)."""
+    (``edit_reply_turns``; ``settings`` names the embedder Filter uses). ``worked_think``:
+    see ``question_turns``; ``hotpot_questions``: that many more HotpotQA stage-3 turns (its ``hotpot``)."""
     import resource
 
     import torch
@@ -593,8 +642,9 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     if replay or stage2:
         extra = stage2_prompts(stage2, question_seed + seed) if stage2 else []
         turns += replay_turns(base_gguf, replay, seed, cache=out / "replay.json", extra=extra, n_extra=stage2)
-    if questions:
-        turns += question_turns(questions, question_seed + seed, retrieve_share=question_retrieve)
+    if questions or hotpot_questions:
+        turns += question_turns(questions, question_seed + seed, retrieve_share=question_retrieve,
+                                worked_think=worked_think, hotpot=hotpot_questions)
     if episodes:
         turns += info_turns(episodes, question_seed + seed)
     tok = LlamaPolicy(base_gguf, n_ctx=512, n_threads=1)
@@ -623,7 +673,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "replay": replay, "stage2": stage2, "questions": questions, "question_retrieve": question_retrieve,
         "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
         "long_think": long_think, "fact_think": fact_think, "context_usage": context_usage,
-        "edit_replies": edit_replies, "pack": pack, **trained,
+        "edit_replies": edit_replies, "worked_think": worked_think, "hotpot_questions": hotpot_questions,
+        "pack": pack, **trained,
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
