@@ -5,18 +5,23 @@ finds; two seeds of 4-6 episodes cannot tell the two apart. This bench gives the
 question exactly as an episode's stage 3 does, with the task's own memories (and up to two
 unrelated ones, shuffled) either found by a Retrieve_memory it already made (``--form search``,
 what episodes do: stage 3 shows no retrieval) or shown as related memories (``--form shown``),
-and scores its next step against the gold answer, per question type (a step that calls a tool
-instead is counted, and the answer scored is that of an answer-only step, as the runtime's
-last step of a turn allows). For a HotpotQA
-comparison it also counts answers that name the other entity of the two. A prompted policy gets
-its demonstrations in the context, as in episodes.
+and scores its next step against the gold answer, per question type. A step that calls a tool
+instead is counted, and the answer scored is then that of an answer-only step (the runtime
+allows only an answer at a turn's last step). For a HotpotQA comparison it also counts which of
+the two entities the answer names first (a sentence answer makes a choice too). A prompted policy gets its demonstrations in the
+context, as in episodes.
 
 The items are ``train.warm_start.question_turns`` at ``--seed`` (the warm start draws its own at
-``question_seed + seed``, 1007 for the default recipe, so seed 0 is not trained on). A policy
-served with the context-usage line is measured without it.
+``question_seed + seed``: 1000 and 1007 in the default recipe's rounds, so the evaluation's seeds
+0 and 1 are not trained on). A policy served with the context-usage line is measured without it.
 
     python bench/answer_from_memory.py [--policy NAME] [--adapter FILE] [--bench hotpot] [--n 60] [--seed 0]
-        [--form search] [--out rows.json]
+        [--form search] [--prefill] [--out rows.json]
+    python bench/answer_from_memory.py --rows rows.json ...     # the tables of saved runs
+
+``--prefill`` (HotpotQA) writes the worked think (``train.warm_start.worked_reason``) up to the
+decision and lets the policy go on: can it take the last step when the hop or both numbers are
+already written out?
 """
 
 from __future__ import annotations
@@ -32,6 +37,46 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def _go_on(pol, msgs: list[dict], worked_step: str, kind: str) -> str:
+    """The step with its worked think written up to the decision (a comparison up to "The larger
+    is ", a bridge up to its first arrow), then the policy's own greedy text from there."""
+    if kind == "comparison":
+        cut = worked_step.index(" is ", worked_step.index(". The ")) + 4
+    else:
+        cut = worked_step.index("→") + 1
+    prompt = pol.tokenize(pol.render(msgs)) + pol.tokenize(worked_step[:cut], special=False)
+    out = pol.llm.create_completion(prompt, max_tokens=80, temperature=0.0, stop=["</answer>"])
+    return worked_step[:cut] + out["choices"][0]["text"] + "</answer>"
+
+
+def named_first(answer: str, gold: str, other: str) -> str | None:
+    """Which of a comparison's two entities the answer names first ("gold" / "other"), or None:
+    a sentence answer ("X is older than Y.") scores 0 EM but still makes a choice."""
+    a = answer.lower()
+    at = {k: a.find(e.lower().removeprefix("the ")) for k, e in (("gold", gold), ("other", other))}
+    found = {k: i for k, i in at.items() if i >= 0}
+    return min(found, key=found.get) if found else None
+
+
+def print_table(rows: list[dict]) -> None:
+    """Per question type: items, answered at once, EM, F1; for comparisons, which entity is named first."""
+    from agemem_lite import protocol
+
+    by = defaultdict(list)
+    for r in rows:
+        by[r["type"]].append(r)
+    by["all"] = rows
+    print("| type | n | answered at once | EM | F1 | comparisons: winner / other named first |")
+    print("|---|---|---|---|---|---|")
+    for kind, rs in by.items():
+        n = len(rs)
+        picks = [named_first(protocol.parse_step(r["completion"]).answer or "", r["gold"], r["other"])
+                 for r in rs if r.get("other")]
+        pick = f"{picks.count('gold')} / {picks.count('other')}" if picks else "-"
+        print(f"| {kind} | {n} | {sum(r['answered'] for r in rs)} | {100 * sum(r['em'] for r in rs) / n:.1f} | "
+              f"{100 * sum(r['f1'] for r in rs) / n:.1f} | {pick} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--policy", default="", help="a registry policy (default: the configured one, agemem-0.5b)")
@@ -40,8 +85,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--form", default="search", choices=["search", "shown"])
+    ap.add_argument("--prefill", action="store_true",
+                    help="HotpotQA: write the think out (train.warm_start.worked_reason) up to the decision "
+                         "('... The larger is' / 'A →') and let the policy go on from there")
     ap.add_argument("--out", default="")
+    ap.add_argument("--rows", nargs="+", default=[], help="print the tables of earlier --out files, run nothing")
     args = ap.parse_args()
+    if args.rows:
+        for f in args.rows:
+            print(f"\n{f}\n")
+            print_table(json.loads(Path(f).read_text()))
+        return
 
     from agemem_lite import protocol
     from agemem_lite.assistant import open_policy, wants_demonstrations
@@ -49,6 +103,9 @@ def main() -> None:
     from agemem_lite.eval.harness import build_tasks
     from agemem_lite.rewards import exact_match, token_f1
     from train.warm_start import question_turns
+
+    if args.prefill and args.bench != "hotpot":
+        ap.error("--prefill is for --bench hotpot (the worked thinks are HotpotQA's)")
 
     settings = Settings.load()
     if args.policy:
@@ -58,7 +115,7 @@ def main() -> None:
     tasks = {f"q-{t.id}": t for t in build_tasks(args.bench, args.n, args.seed, n_distractors=0)}
     turns = question_turns(args.n, args.seed, benches=(args.bench,),
                            retrieve_share=1.0 if args.form == "search" else 0.0,
-                           demonstrations=wants_demonstrations(settings))
+                           demonstrations=wants_demonstrations(settings), worked_think=args.prefill)
     pol = open_policy(settings)
     rows = []
     try:
@@ -68,40 +125,28 @@ def main() -> None:
                 msgs += [{"role": "assistant", "content": step}, {"role": "tool", "content": result}]
             t = tasks[turn.item_id.removesuffix("+ret")]
             t0 = time.perf_counter()
-            comp = pol.step(msgs)
-            p = protocol.parse_step(comp.text)
-            at_once = bool(p.answer)
-            if not at_once:   # a tool call instead: the answer the runtime's answer-only step gets
-                comp = pol.step(msgs, allow_tools=False)
-                p = protocol.parse_step(comp.text)
-            answer = p.answer or ""
             kind = t.metadata.get("type", "?")
-            other = None
-            if kind == "comparison" and answer:
-                loser = [e for e in t.key_items if e != t.answers[0]]
-                other = bool(loser) and exact_match(answer, loser) == 1.0
-            rows.append({"id": t.id, "type": kind, "question": t.question, "gold": t.answers[0],
-                         "completion": comp.text, "answered": at_once, "em": exact_match(answer, t.answers),
-                         "f1": token_f1(answer, t.answers), "other_entity": other,
-                         "seconds": round(time.perf_counter() - t0, 2)})
+            if args.prefill:
+                text, at_once = _go_on(pol, msgs, turn.steps[-1], kind), True
+            else:
+                text = pol.step(msgs).text
+                at_once = bool(protocol.parse_step(text).answer)
+                if not at_once:   # a tool call instead: the answer the runtime's answer-only step gets
+                    text = pol.step(msgs, allow_tools=False).text
+            answer = protocol.parse_step(text).answer or ""
+            other = next((e for e in t.key_items if e != t.answers[0]), None) if kind == "comparison" else None
+            rows.append({"id": t.id, "type": kind, "question": t.question, "gold": t.answers[0], "other": other,
+                         "completion": text, "answered": at_once, "em": exact_match(answer, t.answers),
+                         "f1": token_f1(answer, t.answers), "seconds": round(time.perf_counter() - t0, 2)})
             print(f"[{k + 1}/{len(turns)}] {kind}: em {rows[-1]['em']:.0f}  {answer[:60]!r} (gold {t.answers[0]!r})",
                   file=sys.stderr)
     finally:
         pol.close()
 
-    by = defaultdict(list)
-    for r in rows:
-        by[r["type"]].append(r)
-    by["all"] = rows
     name = Path(args.adapter).name if args.adapter else settings.policy
-    print(f"\nanswers from memory: {name}, {args.bench} seed {args.seed}, form {args.form}\n")
-    print("| type | n | answered at once | EM | F1 | names the other entity |")
-    print("|---|---|---|---|---|---|")
-    for kind, rs in by.items():
-        n = len(rs)
-        other = [r["other_entity"] for r in rs if r["other_entity"] is not None]
-        print(f"| {kind} | {n} | {sum(r['answered'] for r in rs)} | {100 * sum(r['em'] for r in rs) / n:.1f} | "
-              f"{100 * sum(r['f1'] for r in rs) / n:.1f} | {f'{sum(other)}/{n}' if other else '-'} |")
+    how = f"form {args.form}" + (", think written out up to the decision" if args.prefill else "")
+    print(f"\nanswers from memory: {name}, {args.bench} seed {args.seed}, {how}\n")
+    print_table(rows)
     print(f"\n{sum(r['seconds'] for r in rows) / max(len(rows), 1):.1f} s per item")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))

@@ -330,11 +330,13 @@ def worked_reason(task) -> str | None:
     - comparison: both numbers and which one wins
       (``"Pyxvux River 540, Trornkun River 720. The larger is 720, so Trornkun River."``).
 
-    Why: given both memories, v7 answered 33 of 60 HotpotQA stage-3 questions right
+    Why: given both memories, v7 answered 34 of 60 HotpotQA stage-3 questions right
     (``bench/answer_from_memory.py``, seed 0): its think names one memory ("mem_6 answers it.") and
     the answer is picked at once, so a bridge answer stops at the bridge entity and a comparison
     answer is a coin flip between the two. Written out, each hop or number stands in the think
-    before the answer is picked."""
+    before the answer is picked. Measured (docs/training.md, "The reason stage alone"): a round
+    trained with it answered worse (22 of 60), and v7 with the think prefilled up to the
+    decision still picks the larger of two numbers at chance, so no shipped round uses it."""
     if task.source != "hotpotqa" or len(task.key_items) != 2 or len(task.gold_facts) != 2:
         return None
     (a, b), answer, kind = task.key_items, task.answers[0], task.metadata.get("type")
