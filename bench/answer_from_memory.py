@@ -8,8 +8,8 @@ what episodes do: stage 3 shows no retrieval) or shown as related memories (``--
 and scores its next step against the gold answer, per question type. A step that calls a tool
 instead is counted, and the answer scored is then that of an answer-only step (the runtime
 allows only an answer at a turn's last step). For a HotpotQA comparison it also counts which of
-the two entities the answer names first (a sentence answer makes a choice too). A prompted policy gets its demonstrations in the
-context, as in episodes.
+the two entities the answer names first (a sentence answer makes a choice too). A prompted policy
+gets its demonstrations in the context, as in episodes.
 
 The items are ``train.warm_start.question_turns`` at ``--seed`` (the warm start draws its own at
 ``question_seed + seed``: 1000 and 1007 in the default recipe's rounds, so the evaluation's seeds
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import time
 from collections import defaultdict
@@ -37,16 +38,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _go_on(pol, msgs: list[dict], worked_step: str, kind: str) -> str:
-    """The step with its worked think written up to the decision (a comparison up to "The larger
-    is ", a bridge up to its first arrow), then the policy's own greedy text from there."""
-    if kind == "comparison":
-        cut = worked_step.index(" is ", worked_step.index(". The ")) + 4
-    else:
-        cut = worked_step.index("→") + 1
-    prompt = pol.tokenize(pol.render(msgs)) + pol.tokenize(worked_step[:cut], special=False)
+#: Where a worked think reaches its decision: a comparison's "The larger is ", a bridge's first arrow.
+_DECISION = re.compile(r"The (?:larger|smaller) is |→")
+
+
+def _go_on(pol, msgs: list[dict], worked_step: str) -> str | None:
+    """The step with its worked think written up to the decision, then the policy's own greedy
+    text from there; None where the step has no worked think (``worked_reason`` gave none)."""
+    m = _DECISION.search(worked_step)
+    if not m:
+        return None
+    prompt = pol.tokenize(pol.render(msgs)) + pol.tokenize(worked_step[:m.end()], special=False)
     out = pol.llm.create_completion(prompt, max_tokens=80, temperature=0.0, stop=["</answer>"])
-    return worked_step[:cut] + out["choices"][0]["text"] + "</answer>"
+    return worked_step[:m.end()] + out["choices"][0]["text"] + "</answer>"
 
 
 def named_first(answer: str, gold: str, other: str) -> str | None:
@@ -126,9 +130,9 @@ def main() -> None:
             t = tasks[turn.item_id.removesuffix("+ret")]
             t0 = time.perf_counter()
             kind = t.metadata.get("type", "?")
-            if args.prefill:
-                text, at_once = _go_on(pol, msgs, turn.steps[-1], kind), True
-            else:
+            text = _go_on(pol, msgs, turn.steps[-1]) if args.prefill else None
+            at_once = True
+            if text is None:
                 text = pol.step(msgs).text
                 at_once = bool(protocol.parse_step(text).answer)
                 if not at_once:   # a tool call instead: the answer the runtime's answer-only step gets
