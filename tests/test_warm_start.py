@@ -248,6 +248,13 @@ def test_question_turns_retrieve_share():
     assert {t.label for t in question_turns(12, 1000, retrieve_share=0.0)} == {"answer"}
 
 
+def test_question_turns_with_demonstrations_for_a_prompted_policy():
+    demos = prompts.render_demonstrations()
+    plain, shown = question_turns(4, 1000), question_turns(4, 1000, demonstrations=True)
+    for p, s in zip(plain, shown):
+        assert s.context == p.context[:1] + demos + p.context[1:] and s.steps == p.steps
+
+
 def test_info_turns_store_each_information_turn_and_update_the_changed_fact():
     """Hand-checked on seed 1000: the LongMemEval knowledge-update task (book club) stores the
     first pick, then updates that memory with the change of plan; the multi-session task's second
