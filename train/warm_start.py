@@ -316,11 +316,6 @@ def _answers_it(own: list[tuple[str, str]], answer: str, *, abstain: bool = Fals
     return f"{ids[0]} answers it." if len(ids) == 1 else f"{', '.join(ids[:-1])} and {ids[-1]} answer it."
 
 
-#: Question words of the HotpotQA comparison templates (``eval.hotpot``): which number wins.
-_LARGER_WINS = re.compile(r"\b(longer|later|more recently)\b", re.I)
-_SMALLER_WINS = re.compile(r"\b(shorter|earlier|older|first)\b", re.I)
-
-
 def worked_reason(task) -> str | None:
     """For a HotpotQA task, the think's reasoning written out after it names both memories; None
     for any other task, or where it cannot be read off the generator's gold facts.
@@ -344,17 +339,19 @@ def worked_reason(task) -> str | None:
         return f"{a} → {b} → {answer}." if a in task.question else None
     if kind != "comparison":
         return None
+    from agemem_lite.eval.hotpot import winning_number
+
     nums = [re.search(r"\b\d+\b", s) for s in task.gold_facts]
-    larger, smaller = bool(_LARGER_WINS.search(task.question)), bool(_SMALLER_WINS.search(task.question))
-    if not all(nums) or larger == smaller:
+    wins = winning_number(task.question)
+    if not all(nums) or wins is None:
         return None
     na, nb = (int(m.group()) for m in nums)
     if na == nb:
         return None
-    win_n, win = max((na, a), (nb, b)) if larger else min((na, a), (nb, b))
+    win_n, win = (max if wins == "larger" else min)((na, a), (nb, b))
     if win != answer:
         return None
-    return f"{a} {na}, {b} {nb}. The {'larger' if larger else 'smaller'} is {win_n}, so {win}."
+    return f"{a} {na}, {b} {nb}. The {wins} is {win_n}, so {win}."
 
 
 def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longmemeval"),

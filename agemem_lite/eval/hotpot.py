@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -313,6 +314,16 @@ def _bridge_person_university(rng, nm):
 # --------------------------------------------------------------------------- comparison templates
 # Question words the tests (and a reader) use for direction: earlier/older/first -> smaller
 # number wins; later/more recently -> larger; longer -> larger; shorter -> smaller.
+_LARGER_WINS = re.compile(r"\b(longer|later|more recently)\b", re.I)
+_SMALLER_WINS = re.compile(r"\b(shorter|earlier|older|first)\b", re.I)
+
+
+def winning_number(question: str) -> str | None:
+    """Which number wins a comparison question of these templates: "larger" or "smaller";
+    None where its words say neither or both."""
+    larger, smaller = bool(_LARGER_WINS.search(question)), bool(_SMALLER_WINS.search(question))
+    return None if larger == smaller else "larger" if larger else "smaller"
+
 
 def _two_numbers(rng, lo, hi):
     x, y = rng.sample(range(lo, hi), 2)
