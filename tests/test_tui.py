@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from agemem_lite.model_files import user_models_path
 from agemem_lite.protocol import render_step
 from scripted import ScriptedPolicy
 from tui import make_app
@@ -62,6 +63,13 @@ async def send(pilot, text: str, timeout: float = 120.0) -> None:
         await pilot.pause(0.05)
     await pilot.pause(0.2)
     assert not app.chat_screen.busy, "the reply did not finish in time"
+
+
+async def until_idle(pilot, timeout: float = 60.0) -> None:
+    """Wait until no reply is being written and no message is queued."""
+    screen, deadline = pilot.app.chat_screen, time.monotonic() + timeout
+    while (screen.busy or screen.queued) and time.monotonic() < deadline:
+        await pilot.pause(0.05)
 
 
 def views(app) -> list[tuple[str, str]]:
@@ -250,6 +258,70 @@ async def test_escape_cancels_a_reply_and_keeps_the_context_clean(chat_factory):
         assert "cancelled" in app.chat_screen.query(MessageView).last()._markdown
 
 
+async def test_a_message_sent_while_a_reply_is_written_is_queued_and_sent_next(chat_factory):
+    """Typing ahead loses nothing: two messages sent mid-reply are shown queued, then answered in order."""
+    chat = chat_factory(StreamingPolicy([answer("word " * 100), answer("Second."), answer("Third.")],
+                                        delay=0.03))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.chat_screen
+        await pilot.click("#prompt")
+        await pilot.press(*"first", "enter")
+        await pilot.pause(0.05)
+        assert screen.busy
+        await pilot.press(*"second", "enter", *"third", "enter")
+        await pilot.pause(0.05)
+        assert screen.busy and screen.queued == ["second", "third"]
+        assert [v.text for v in screen.query(".queued")] == ["second", "third"]
+        assert "2 queued" in screen.sub_title
+        await until_idle(pilot)
+        assert not screen.busy and not screen.queued and not screen.query(".queued")
+        assert [t.user for t in chat.transcript()] == ["first", "second", "third"]
+        assert [t.answer for t in chat.transcript()][1:] == ["Second.", "Third."]
+        assert [(r, t.strip()) for r, t in views(app)][2:] == [
+            ("user", "second"), ("assistant", "Second."), ("user", "third"), ("assistant", "Third.")]
+
+
+async def test_a_message_sent_while_a_model_loads_waits_for_it(chat_factory):
+    """While a policy loads (F4 switch), a sent message is queued and goes out once it is ready."""
+    chat = chat_factory(StreamingPolicy([answer("Loaded and answering.")]))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.chat_screen
+        screen.show_progress("Loading…", 0, None)
+        await pilot.click("#prompt")
+        await pilot.press(*"hello", "enter")
+        await pilot.pause(0.1)
+        assert screen.loading and screen.queued == ["hello"] and chat.transcript() == []
+        screen.ready()
+        await until_idle(pilot)
+        assert [(t.user, t.answer) for t in chat.transcript()] == [("hello", "Loaded and answering.")]
+
+
+async def test_escape_returns_queued_messages_to_the_box_unsent(chat_factory):
+    """Esc stops the reply and gives queued text back for editing: none of it is sent or lost."""
+    chat = chat_factory(StreamingPolicy([answer("word " * 200), answer("never sent")], delay=0.02))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.chat_screen
+        await pilot.click("#prompt")
+        await pilot.press(*"story", "enter")
+        await pilot.pause(0.05)
+        await pilot.press(*"wait", "enter", *"draft")
+        assert screen.queued == ["wait"]
+        await pilot.press("escape")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if not screen.busy:
+                break
+        await pilot.pause(0.2)
+        assert not screen.busy and not screen.queued
+        assert screen.query_one("#prompt").text == "wait\n\ndraft"
+        [t] = chat.transcript()
+        assert t.user == "story" and t.cancelled
+        assert [r for r, _ in views(app)] == ["user", "assistant"]
+
+
 async def test_regenerate_replaces_the_reply_and_undoes_its_memory(chat_factory):
     """Ctrl+R: the old reply's Add is undone and the new reply takes its place."""
     chat = chat_factory(StreamingPolicy([add("Cat: Tom."), answer("Stored Tom."),
@@ -286,13 +358,17 @@ async def test_a_missing_model_is_a_readable_message_in_the_app(settings, tmp_pa
     """A policy whose files are absent: one line in the chat pane, the app keeps running."""
     import dataclasses
 
-    bad = dataclasses.replace(settings, data_dir=tmp_path, policy="qwen2.5-coder-1.5b")
+    # A model the user registered and then deleted (a built-in row may be installed here).
+    bad = dataclasses.replace(settings, data_dir=tmp_path, policy="gone")
+    user_models_path(bad).write_text(f'[models.gone]\npath = "{tmp_path / "gone.gguf"}"\nrole = "policy"\n')
     (tmp_path / "models").mkdir()
     emb = settings.models_dir / "all-MiniLM-L6-v2.f16.gguf"
     if emb.exists():   # reuse the session's converted embedder instead of converting again
         (tmp_path / "models" / emb.name).symlink_to(emb)
     app = make_app(bad)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"early", "enter")   # typed while loading: queued, returned on failure
         for _ in range(600):
             await pilot.pause(0.1)
             if app.load_error:
@@ -301,9 +377,12 @@ async def test_a_missing_model_is_a_readable_message_in_the_app(settings, tmp_pa
         assert app.chat is None
         notices = [str(n.render()) for n in app.chat_screen.query(".notice")]
         assert any("Could not start the assistant" in n for n in notices)
-        await pilot.click("#prompt")
-        await pilot.press(*"hi", "enter")   # refused with a notice, no crash
+        box = app.chat_screen.query_one("#prompt")
+        assert box.text == "early" and not app.chat_screen.queued and not views(app)
+        box.clear()
+        await pilot.press(*"hi", "enter")   # refused with a notice, no crash, the text kept
         await pilot.pause(0.1)
+        assert box.text == "hi" and not app.chat_screen.queued
 
 
 async def test_input_history_and_multiline_entry(chat_factory):

@@ -98,7 +98,7 @@ class AgememApp(App):
     def _load_failed(self, error: Exception) -> None:
         self.load_error = self.explain(error)
         screen = self.chat_screen
-        screen.query_one("#loading").display = False
+        screen.load_failed()
         screen.query_one("ChatLog").add_notice(f"Could not start the assistant: {self.load_error}")
         self.sub_title = "not loaded"
 
@@ -155,6 +155,9 @@ class AgememApp(App):
     def _need_chat(self) -> bool:
         if self.chat is None:
             self.notify(self.load_error or "The model is still loading.", severity="warning")
+            return False
+        if self.chat_screen.loading:
+            self.notify("A model is loading.", severity="warning")
             return False
         if self.chat_screen.busy:
             self.notify("Wait for the reply to finish (Esc cancels it).", severity="warning")
@@ -253,7 +256,7 @@ class AgememApp(App):
         so a worker finishing its last callback can never deadlock against the close)."""
         for s in self.screen_stack:
             if isinstance(s, ChatScreen):
-                s.action_cancel()
+                s.cancel_reply()
 
     def close_chat(self) -> None:
         """Release models and database if this app opened them."""

@@ -40,6 +40,8 @@ class ChatScreen(Screen):
         self._lock = threading.Lock()
         self._pending: list[str] = []             # answer text waiting for the next flush
         self._view: MessageView | None = None     # the reply being streamed
+        self._queued: list[tuple[str, MessageView]] = []   # sent while busy or loading, in order
+        self._loading = True                      # until the app says the assistant is ready
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -63,39 +65,94 @@ class ChatScreen(Screen):
     # -- loading state (driven by the app) ---------------------------------------------
     def show_progress(self, label: str, done: int, total: int | None) -> None:
         """First run: model assembly/verification progress."""
+        self._loading = True
         self.query_one("#loading").display = True
         self.query_one("#loading-label", Static).update(label)
         self.query_one("#loading-bar", ProgressBar).update(total=total, progress=done)
 
     def ready(self) -> None:
         """The assistant is loaded: hide the progress, show where we are."""
+        self._loading = False
         self.query_one("#loading").display = False
         self.refresh_meter()
+        self._send_next()
+
+    def load_failed(self) -> None:
+        """The assistant could not start: queued messages go back to the message box."""
+        self._loading = False
+        self.query_one("#loading").display = False
+        self._unqueue()
 
     # -- sending --------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
+        """A reply is being written."""
         return self._cancel is not None
+
+    @property
+    def loading(self) -> bool:
+        """A policy is loading (at start or after F4); messages sent now wait in the queue."""
+        return self._loading
+
+    @property
+    def queued(self) -> list[str]:
+        """Messages waiting to be sent, oldest first."""
+        return [t for t, _ in self._queued]
 
     @on(PromptInput.Submitted)
     def send(self, event: PromptInput.Submitted) -> None:
-        """Show the message and run the turn in a worker."""
-        chat = self.app.chat
-        if chat is None:
-            self.notify("The model is still loading; your message is kept in the history (Up).",
-                        severity="warning")
-            return
-        if self.busy:
-            self.notify("A reply is still being written (Esc cancels it).", severity="warning")
-            return
+        """Show the message and run the turn in a worker, or queue it while busy or loading.
+
+        A message typed while a reply is being written (or the model loads) is shown at
+        once, marked queued, and sent when the assistant is free: typing ahead never loses text.
+        """
         log = self.query_one(ChatLog)
-        log.add("user", event.text)
-        self._start(log.add("assistant", pending=True))
-        self.run_turn(event.text)
+        if self.app.chat is None and not self._loading:       # the assistant failed to start
+            self.notify(self.app.load_error or "The assistant is not loaded.", severity="error")
+            self._restore([event.text])
+            return
+        if self.busy or self._loading or self._queued:
+            self._queued.append((event.text, log.add("user", event.text, queued=True)))
+            self._show_queue()
+            return
+        self._begin(log.add("user", event.text), event.text)
+
+    def _begin(self, user: MessageView, text: str) -> None:
+        self._start(self.query_one(ChatLog).add("assistant", pending=True, after=user))
+        self.run_turn(text)
+
+    def _send_next(self) -> None:
+        """The assistant is free: send the oldest queued message."""
+        if self._queued and not self.busy and not self._loading and self.app.chat is not None:
+            text, view = self._queued.pop(0)
+            view.remove_class("queued")
+            self._begin(view, text)
+            self._show_queue()
+
+    def _unqueue(self) -> None:
+        """Take queued messages out of the conversation and back into the message box."""
+        if self._queued:
+            texts = [t for t, _ in self._queued]
+            for _, view in self._queued:
+                view.remove()
+            self._queued = []
+            self._restore(texts)
+            self.notify("Queued messages were not sent; they are back in the message box.")
+
+    def _restore(self, texts: list[str]) -> None:
+        """Put unsent text back into the message box, ahead of anything typed since."""
+        box = self.query_one(PromptInput)
+        box.load_text("\n\n".join([*texts, box.text] if box.text.strip() else texts))
+        box.move_cursor(box.document.end)
+
+    def _show_queue(self) -> None:
+        if self.busy:
+            waiting = f" · {len(self._queued)} queued" if self._queued else ""
+            self.sub_title = f"writing…{waiting} (Esc cancels)"
 
     def _start(self, view: MessageView) -> None:
         self._view, self._cancel, self._pending = view, threading.Event(), []
-        self.sub_title = "writing… (Esc cancels)"
+        self._show_queue()
 
     def _on_text(self, splitter: StepStream):
         worker, cancel = get_current_worker(), self._cancel
@@ -180,6 +237,7 @@ class ChatScreen(Screen):
         self.sub_title = None
         self.refresh_meter()
         self.app.session_changed()
+        self._send_next()
 
     def turn_failed(self, error: Exception | None) -> None:
         """A turn raised (should not happen for anything the model writes): one readable line."""
@@ -191,10 +249,16 @@ class ChatScreen(Screen):
             self.notify("Nothing to regenerate yet.", severity="warning")
         else:
             self.query_one(ChatLog).add_notice(f"Error: {self.app.explain(error)}")
+        self._send_next()
 
     # -- actions ---------------------------------------------------------------------------
     def action_cancel(self) -> None:
-        """Esc: stop the reply being written."""
+        """Esc: stop the reply being written; queued messages return to the message box unsent."""
+        self.cancel_reply()
+        self._unqueue()
+
+    def cancel_reply(self) -> None:
+        """Stop the reply being written (the turn ends as cancelled, its context left clean)."""
         if self._cancel is not None:
             self._cancel.set()
             self.sub_title = "cancelling…"

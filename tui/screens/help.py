@@ -19,10 +19,10 @@ No account, no API key, no network.
 
 | Key | Action |
 |---|---|
-| Enter | send the message |
+| Enter | send the message (queued while a reply is written) |
 | Shift+Enter, Alt+Enter, Ctrl+J | new line in the message |
 | Up / Down | earlier messages (on the first / last line) |
-| Esc | cancel the reply being written |
+| Esc | cancel the reply; queued messages return to the box |
 | Ctrl+R | regenerate the last reply (its memory changes are undone) |
 | Ctrl+N | new session |
 | F2 | memory browser: search, edit, delete, undo, export |

@@ -30,12 +30,15 @@ class MessageView(Markdown):
 class ChatLog(VerticalScroll):
     """A scrolling column of MessageViews that follows the newest message."""
 
-    def add(self, role: str, text: str = "", *, pending: bool = False) -> MessageView:
-        """Mount a message at the bottom and scroll to it."""
+    def add(self, role: str, text: str = "", *, pending: bool = False, queued: bool = False,
+            after: MessageView | None = None) -> MessageView:
+        """Mount a message at the bottom (or right after ``after``) and scroll to the bottom."""
         view = MessageView(role, text)
         if pending:
             view.add_class("pending")
-        self.mount(view)
+        if queued:
+            view.add_class("queued")
+        self.mount(view, after=after)
         self.scroll_end(animate=False)
         return view
 
