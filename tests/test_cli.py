@@ -147,6 +147,19 @@ def test_average_adapters_bad_input_is_one_line(cli, tmp_path):
     assert not (tmp_path / "out.gguf").exists()
 
 
+def test_preference_round_refuses_a_policy_without_an_adapter_in_one_line(cli, tmp_path):
+    """A prompted policy has no adapter to continue; a broken --adapter is named; nothing is written."""
+    run = lambda *a: CliRunner().invoke(main, ["--data-dir", str(cli.home), "preference-round", *a])  # noqa: E731
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    for args, says in ((["--policy", "smollm2-135m"], "no LoRA adapter"), (["--adapter", str(bad)], "broken.gguf")):
+        r = run(str(tmp_path / "dpo"), *args, "--n", "2")
+        assert r.exit_code == 1 and r.output.startswith("Error:") and says in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "dpo").exists()
+    assert run(str(tmp_path / "dpo"), "--lr", "fast").exit_code == 2
+
+
 def test_import_and_export_notes(cli, tmp_path):
     notes = tmp_path / "notes"
     (notes / "sub").mkdir(parents=True)

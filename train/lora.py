@@ -92,7 +92,8 @@ def bf16_autocast(wanted: bool, device: str) -> bool:
     return wanted and (device != "cpu" or bool(cpu_flags() & BF16_CPU_FLAGS))
 
 
-def _autocast(device: str, bf16: bool):
+def autocast(device: str, bf16: bool):
+    """bf16 autocast on ``device``, or nothing (``bf16`` False: fp32)."""
     import torch
 
     if not bf16:
@@ -110,7 +111,7 @@ def completion_logprobs(model, prompt_ids: list[int], completion_ids: list[int],
 
     n = len(completion_ids)
     ids = torch.tensor([prompt_ids + completion_ids], device=device)
-    with _autocast(device, bf16):
+    with autocast(device, bf16):
         out = model(input_ids=ids, logits_to_keep=n + 1, use_cache=False)
     logits = out.logits[0, :-1].float()
     target = torch.tensor(completion_ids, device=device)
@@ -141,5 +142,5 @@ def set_threads(n: int) -> int:
     return n
 
 
-__all__ = ["pick_device", "wants_unsloth", "load_trainable", "trainable_parameters", "completion_logprobs", "bf16_autocast",
+__all__ = ["pick_device", "wants_unsloth", "load_trainable", "trainable_parameters", "completion_logprobs", "bf16_autocast", "autocast",
            "adapter_state", "load_adapter_state", "set_threads"]

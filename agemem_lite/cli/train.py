@@ -128,4 +128,50 @@ def average_adapters_cmd(ctx, out, adapters, base, rank) -> None:
              f"{100 * r.dropped_share_mean:.2f} % of the sum's norm on average, {100 * r.dropped_share_max:.2f} % at most")
 
 
-COMMANDS = [train_cmd, export_cmd, average_adapters_cmd]
+@click.command("preference-round")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--policy", default=None, help="The trained policy whose mistakes are learnt from. Default: the configured one.")
+@click.option("--adapter", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A GGUF LoRA adapter to continue instead of the policy's own.")
+@click.option("--n", type=click.IntRange(1), default=162, show_default=True, help="Train-split decision items.")
+@click.option("--seed", type=int, default=11, show_default=True,
+              help="Decision generator seed (the warm start used 0 and 7) and training seed.")
+@click.option("--records", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="records.json of an earlier round on the same --n/--seed: skip running the policy.")
+@click.option("--epochs", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--lr", type=float, default=5e-5, show_default=True)
+@click.option("--beta", type=float, default=0.1, show_default=True, help="DPO beta: how far from the reference.")
+@click.option("--nll-weight", type=float, default=0.0, show_default=True,
+              help="Add this times the chosen step's mean NLL (RPO).")
+@click.option("--accumulation", type=click.IntRange(1), default=4, show_default=True, help="Pairs per optimizer step.")
+@click.option("--max-tokens", type=click.IntRange(64), default=2048, show_default=True,
+              help="Leave out pairs longer than this (context and both steps run as one sequence).")
+@pass_ctx
+def preference_round_cmd(ctx, out, policy, adapter, n, seed, records, epochs, lr, beta, nll_weight, accumulation,
+                         max_tokens) -> None:
+    """DPO on the policy's own mistakes: its wrong steps on train-split decision items against the oracle's.
+
+    Writes OUT/adapter.gguf (continue the policy's adapter), OUT/preference.json and OUT/records.json.
+
+    Example: agemem preference-round runs/dpo --policy agemem-0.5b
+
+    Then: agemem eval --bench decisions --policy agemem-0.5b --adapter runs/dpo/adapter.gguf
+    """
+    _need_training_deps()
+    from train.preference import run_round
+
+    s = ctx.settings
+    s.policy = policy or s.policy
+    if adapter is not None:
+        s.adapter = str(adapter)
+    summary = run_round(s, out, n=n, seed=seed, records_file=records, epochs=epochs, lr=lr, beta=beta,
+                        nll_weight=nll_weight, accumulation=accumulation, max_tokens=max_tokens,
+                        threads=s.n_threads or 0,
+                        log=lambda m: click.echo(m, err=True))
+    ctx.emit(summary, f"{summary['pairs']} pairs from {summary['items'] - summary['right_actions']} wrong actions "
+             f"of {summary['items']}; last epoch prefers the chosen step in {summary['last_epoch_prefers_chosen']} "
+             f"(mean margin {summary['last_epoch_mean_margin']:+.3f}), {summary['wall_seconds']:.0f} s\n"
+             f"adapter: {summary['adapter_gguf']}")
+
+
+COMMANDS = [train_cmd, export_cmd, average_adapters_cmd, preference_round_cmd]
