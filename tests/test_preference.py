@@ -20,7 +20,8 @@ from agemem_lite import model_files  # noqa: E402
 from train.base import load_model, materialise  # noqa: E402
 from train.lora import completion_logprobs  # noqa: E402
 from train.packing import install_tree_attention  # noqa: E402
-from train.preference import dpo_loss, is_mistake, mistake_pairs, pair_logps, pair_tokens, train_dpo  # noqa: E402
+from train.preference import (anchor_pairs, confused_step, dpo_loss, is_mistake, mistake_pairs,  # noqa: E402
+                              pair_logps, pair_tokens, train_dpo)
 
 
 def _other_class_step(item: D.DecisionItem, items) -> str:
@@ -46,6 +47,24 @@ def test_pairs_are_the_wrong_steps_against_the_oracle_in_the_same_context():
         assert p.context == D.messages(items[i], guided=False)
     with pytest.raises(ValueError, match="generated differently"):
         mistake_pairs(items[1:] + items[:1], records)
+
+
+def test_anchor_pairs_set_each_right_step_against_its_neighbour_class():
+    """Right steps of Add/Update/Delete/Retrieve get a pair whose rejected step is the class the
+    policy confuses them with; mistakes and other classes get none here."""
+    items = D.generate(14, 3, "train", classes=D.CYCLE)
+    records = _scripted_run(items, wrong={0})
+    pairs = anchor_pairs(items, records)
+    labels = {it.id: it.label for it in items}
+    expect = [it.id + "+anchor" for i, it in enumerate(items)
+              if i != 0 and it.label in ("add", "update", "delete", "retrieve") and (it.label != "add" or it.shown)]
+    assert [p.item_id for p in pairs] == expect and expect
+    wrong_class = {"add": "update", "update": "add", "delete": "add", "retrieve": "answer"}
+    for p in pairs:
+        gold = labels[p.item_id.removesuffix("+anchor")]
+        assert D.classify(p.chosen).action == gold
+        assert D.classify(p.rejected).action == wrong_class[gold]
+    assert confused_step(next(it for it in items if it.label == "filter")) is None
 
 
 def test_a_wrong_id_or_a_missing_abstention_is_a_mistake_with_the_right_action():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from agemem_lite import decisions as D
+from agemem_lite.protocol import render_step
 
 from .packing import PACK_TOKENS
 from .warm_start import Turn, tokenize_turn
@@ -66,6 +67,40 @@ def mistake_pairs(items: Sequence[D.DecisionItem], records: Sequence[dict], *, b
             continue
         ctx = D.messages(it, budget=budget, guided=False, count_tokens=context_usage)
         pairs.append(Pair(it.id, it.label, ctx, chosen, rec["completion"]))
+    return pairs
+
+
+def confused_step(item: D.DecisionItem) -> str | None:
+    """The step a policy that confuses this item's class with its neighbour writes: an Add of
+    the new value where an Update was right, an Update of a shown memory for an Add, an Add of
+    the user's words for a Delete, "not told" before any search where a Retrieve was right.
+    None for other classes (or an Add with nothing shown)."""
+    think = f"Kind: {item.kind}. "
+    if item.label == "update":
+        return render_step(think + "Store it.", calls=[{"name": "Add_memory", "arguments": {"content": item.gold}}])
+    if item.label == "add" and item.shown:
+        mid = item.shown[0][0]
+        return render_step(think + f"{mid} is out of date, so update it.",
+                           calls=[{"name": "Update_memory", "arguments": {"memory_id": mid, "content": item.gold}}])
+    if item.label == "delete":
+        return render_step(think + "Store it.", calls=[{"name": "Add_memory", "arguments": {"content": item.user}}])
+    if item.label == "retrieve":
+        return render_step(think + "No memory answers it, so say so.", answer=D.UNKNOWN_REPLY)
+    return None
+
+
+def anchor_pairs(items: Sequence[D.DecisionItem], records: Sequence[dict], *, budget: int | None = None,
+                 context_usage=None, fact_think: str = "value_end") -> list[Pair]:
+    """For each item the policy got right whose class has a neighbour (``confused_step``): the
+    oracle's step against the neighbour's. Why: pairs of mistakes alone teach what not to do on
+    the classes the policy gets wrong, and DPO then lowered every tool call it had been right
+    about (round A in docs/training.md: held-out Update, Delete and Retrieve 0/4 each)."""
+    pairs = []
+    for it, rec in zip(items, records):
+        if is_mistake(rec) or (rejected := confused_step(it)) is None:
+            continue
+        ctx = D.messages(it, budget=budget, guided=False, count_tokens=context_usage)
+        pairs.append(Pair(it.id + "+anchor", it.label, ctx, D.oracle_completion(it, fact_think=fact_think), rejected))
     return pairs
 
 
@@ -208,11 +243,12 @@ def train_dpo(pairs: Sequence[Pair], base_gguf: Path, folder: Path, out: Path, *
 
 
 def run_round(settings, out: Path, *, n: int, seed: int, records_file: Path | None = None,
-              classes: Sequence[str] = D.CYCLE, fact_think: str = "value_end", log=print, **train_kw) -> dict:
+              classes: Sequence[str] = D.CYCLE, fact_think: str = "value_end", anchors: bool = True,
+              log=print, **train_kw) -> dict:
     """The whole round for ``settings.policy`` (with ``settings.adapter``, else its shipped adapter):
     its greedy steps on ``n`` train-split items of generator ``seed`` (or the records saved in
-    ``records_file`` by an earlier round on the same items), the pairs, then ``train_dpo``
-    (``train_kw``). Writes ``out/records.json`` too."""
+    ``records_file`` by an earlier round on the same items), the pairs (with ``anchor_pairs``
+    unless ``anchors`` is False), then ``train_dpo`` (``train_kw``). Writes ``out/records.json`` too."""
     from agemem_lite.assistant import open_policy, wants_context_usage, wants_demonstrations
     from agemem_lite.errors import ConfigError
     from agemem_lite.model_files import adapter_path, check_adapter, get_spec, resolve
@@ -245,15 +281,24 @@ def run_round(settings, out: Path, *, n: int, seed: int, records_file: Path | No
     (out / "records.json").write_text(json.dumps(records, indent=1))
     counter = LlamaPolicy(base_gguf, n_ctx=512, n_threads=1) if wants_context_usage(settings) else None
     try:
-        pairs = mistake_pairs(items, records, budget=settings.context_budget, fact_think=fact_think,
-                              context_usage=counter.count_tokens if counter else None)
+        kw = dict(budget=settings.context_budget, fact_think=fact_think,
+                  context_usage=counter.count_tokens if counter else None)
+        pairs = mistake_pairs(items, records, **kw)
+        n_mistakes = len(pairs)
+        if anchors:
+            pairs += anchor_pairs(items, records, **kw)
     finally:
         if counter:
             counter.close()
-    log(f"{sum(r['correct'] for r in records)}/{len(records)} right actions; {len(pairs)} pairs")
-    if not pairs:
+    log(f"{sum(r['correct'] for r in records)}/{len(records)} right actions; {n_mistakes} pairs from mistakes, "
+        f"{len(pairs) - n_mistakes} anchor pairs")
+    if not n_mistakes:
         raise ConfigError("the policy made no mistake on these items: nothing to learn from (try more --n)")
     folder = materialise(base_gguf, settings.data_dir / "cache" / "train")
     summary = train_dpo(pairs, base_gguf, folder, out, init_adapter=adapter, seed=seed, log=log, **train_kw)
+    left = set(summary["left_out_long"])
+    trained = [p for p in pairs if p.item_id not in left]
     return {"items": len(items), "right_actions": sum(r["correct"] for r in records), "item_seed": seed,
+            "mistake_pairs": sum(not p.item_id.endswith("+anchor") for p in trained),
+            "anchor_pairs": sum(p.item_id.endswith("+anchor") for p in trained),
             "policy": spec.name, **summary}

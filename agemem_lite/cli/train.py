@@ -146,9 +146,11 @@ def average_adapters_cmd(ctx, out, adapters, base, rank) -> None:
 @click.option("--accumulation", type=click.IntRange(1), default=4, show_default=True, help="Pairs per optimizer step.")
 @click.option("--max-tokens", type=click.IntRange(64), default=2048, show_default=True,
               help="Leave out pairs longer than this (context and both steps run as one sequence).")
+@click.option("--anchors/--no-anchors", default=True, show_default=True,
+              help="Also pair each right step of Add/Update/Delete/Retrieve with its neighbour class's step.")
 @pass_ctx
 def preference_round_cmd(ctx, out, policy, adapter, n, seed, records, epochs, lr, beta, nll_weight, accumulation,
-                         max_tokens) -> None:
+                         max_tokens, anchors) -> None:
     """DPO on the policy's own mistakes: its wrong steps on train-split decision items against the oracle's.
 
     Writes OUT/adapter.gguf (continue the policy's adapter), OUT/preference.json and OUT/records.json.
@@ -166,10 +168,11 @@ def preference_round_cmd(ctx, out, policy, adapter, n, seed, records, epochs, lr
         s.adapter = str(adapter)
     summary = run_round(s, out, n=n, seed=seed, records_file=records, epochs=epochs, lr=lr, beta=beta,
                         nll_weight=nll_weight, accumulation=accumulation, max_tokens=max_tokens,
-                        threads=s.n_threads or 0,
+                        anchors=anchors, threads=s.n_threads or 0,
                         log=lambda m: click.echo(m, err=True))
-    ctx.emit(summary, f"{summary['pairs']} pairs from {summary['items'] - summary['right_actions']} wrong actions "
-             f"of {summary['items']}; last epoch prefers the chosen step in {summary['last_epoch_prefers_chosen']} "
+    ctx.emit(summary, f"{summary['pairs']} pairs trained ({summary['mistake_pairs']} from mistakes, "
+             f"{summary['anchor_pairs']} anchors; {summary['items'] - summary['right_actions']} wrong actions "
+             f"of {summary['items']}); last epoch prefers the chosen step in {summary['last_epoch_prefers_chosen']} "
              f"(mean margin {summary['last_epoch_mean_margin']:+.3f}), {summary['wall_seconds']:.0f} s\n"
              f"adapter: {summary['adapter_gguf']}")
 
