@@ -156,6 +156,10 @@ def test_preference_round_refuses_a_policy_without_an_adapter_in_one_line(cli, t
         r = run(str(tmp_path / "dpo"), *args, "--n", "2")
         assert r.exit_code == 1 and r.output.startswith("Error:") and says in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1
+    wrong = tmp_path / "records.json"
+    wrong.write_text('[{"id": "train-0-0"}]')
+    r = run(str(tmp_path / "dpo"), "--policy", "agemem-0.5b", "--n", "2", "--records", str(wrong))
+    assert r.exit_code == 1 and "not the records of 2 items" in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "dpo").exists()
     assert run(str(tmp_path / "dpo"), "--lr", "fast").exit_code == 2
 

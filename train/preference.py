@@ -264,12 +264,16 @@ def run_round(settings, out: Path, *, n: int, seed: int, records_file: Path | No
     if wants_demonstrations(settings):
         raise ConfigError(f"{spec.name} is served with the demonstrations (a prompted policy); "
                           "a preference round continues a trained one")
-    base_gguf = resolve(settings, spec.name)
     items = D.generate(n, seed, "train", classes=classes)
-    out.mkdir(parents=True, exist_ok=True)
     if records_file is not None:
-        records = json.loads(Path(records_file).read_text())
-    else:
+        try:
+            records = json.loads(Path(records_file).read_text())
+            mistake_pairs(items, records)      # the records belong to these items
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"--records {records_file}: not the records of {n} items of seed {seed} ({e})") from None
+    base_gguf = resolve(settings, spec.name)
+    out.mkdir(parents=True, exist_ok=True)
+    if records_file is None:
         pol = open_policy(settings)
         try:
             t0 = time.perf_counter()
@@ -295,7 +299,10 @@ def run_round(settings, out: Path, *, n: int, seed: int, records_file: Path | No
     if not n_mistakes:
         raise ConfigError("the policy made no mistake on these items: nothing to learn from (try more --n)")
     folder = materialise(base_gguf, settings.data_dir / "cache" / "train")
-    summary = train_dpo(pairs, base_gguf, folder, out, init_adapter=adapter, seed=seed, log=log, **train_kw)
+    try:
+        summary = train_dpo(pairs, base_gguf, folder, out, init_adapter=adapter, seed=seed, log=log, **train_kw)
+    except ValueError as e:           # every pair over max_tokens
+        raise ConfigError(str(e)) from None
     left = set(summary["left_out_long"])
     trained = [p for p in pairs if p.item_id not in left]
     return {"items": len(items), "right_actions": sum(r["correct"] for r in records), "item_seed": seed,
