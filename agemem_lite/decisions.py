@@ -85,6 +85,7 @@ from .eval.names import CODAS, ONSETS, VOWELS, Names
 from .memory.records import parse_memory_id
 from .memory.tools import grammar_schemas
 from .protocol import THINK_CLOSE, parse_step, render_step
+from .rewards import says_not_known
 
 CLASSES = ("add", "update", "delete", "retrieve", "answer", "filter", "summary")
 #: Predicted classes in the confusion matrix: the seven, an unknown tool, unparsable text.
@@ -1130,17 +1131,13 @@ def value_check(item: DecisionItem, d: Decision) -> bool | None:
     return carries_value(d.content, item.value)
 
 
-#: Words by which a reply says that it does not know.
-_NOT_KNOWN = re.compile(r"\b(not|never|no|don't|haven't|didn't|unknown|nothing)\b", re.I)
-
-
 def abstain_check(item: DecisionItem, d: Decision) -> bool | None:
     """Whether the answer to a question nothing stored answers (basis "unknown") says it is not
     known; None for other items or another action. The answer may not name a memory's words
     instead ("Your dentist is Dr. Patel" to "my landlord?")."""
     if item.basis != "unknown" or d.action != "answer":
         return None
-    return bool(d.answer and _NOT_KNOWN.search(d.answer.replace("\u2019", "'")))
+    return says_not_known(d.answer or "")
 
 
 def _share(k: int, n: int) -> float | None:

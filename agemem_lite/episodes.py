@@ -178,6 +178,11 @@ class EpisodeTask:
                    gold_facts=[s for s in item.gold_sentences() if s.strip()], source="longmemeval",
                    metadata=meta)
 
+    @property
+    def unanswerable(self) -> bool:
+        """An abstention item (LongMemEval's "_abs"): the right answer says it is not known."""
+        return self.metadata.get("type") == "abstention"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -214,6 +219,7 @@ class Episode:
     memory_quality: float | None           # SPEC §7 MQ: coverage of gold facts by memories
     reward: RewardBreakdown
     config: dict                           # the resolved EpisodeConfig
+    unanswerable: bool = False             # an abstention task: a "not known" reply is right
 
     @property
     def steps(self) -> list[Step]:
@@ -290,7 +296,7 @@ def run_episode(policy, store, embedder, task: EpisodeTask, config: EpisodeConfi
     exceeded = any(t.answer is None for ts in stages.values() for t in ts)
     reward = trajectory_reward(steps, gold_answer=task.answers, gold_facts=task.gold_facts,
                                key_items=task.key_items, t_max=cfg.t_max, n_max_exceeded=exceeded,
-                               cfg=cfg.reward)
+                               cfg=cfg.reward, unanswerable=task.unanswerable)
     memories = store.export(ns)
     mq = coverage([m["content"] for m in memories], task.gold_facts, cfg.reward.coverage_threshold) \
         if task.gold_facts else None
@@ -301,7 +307,7 @@ def run_episode(policy, store, embedder, task: EpisodeTask, config: EpisodeConfi
         failed_calls=sum(1 for st in steps for r in st.results if not r.get("ok")),
         prompt_tokens=sum(st.prompt_tokens for st in steps), t_used=steps[-1].context_tokens if steps else 0,
         wall_s=wall, n_max_exceeded=exceeded, memories=memories, memory_quality=mq, reward=reward,
-        config=asdict(cfg))
+        config=asdict(cfg), unanswerable=task.unanswerable)
 
 
 class DistractorGen:

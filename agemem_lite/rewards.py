@@ -8,6 +8,9 @@ number"):
 
 - R_task: SQuAD/HotpotQA answer normalisation, then exact match (``"em"``) or token F1
   (``"f1"``) against the gold answer (or the best of several gold aliases).
+- An unanswerable question (LongMemEval's "_abs" items): ``says_not_known``. The official
+  benchmark asks its judge whether the reply identifies the question as unanswerable, so any
+  wording counts, not only the gold sentence.
 - R_storage, R_relevance: ``coverage`` of the gold supporting facts, i.e. token recall of
   each normalised fact inside a text, thresholded (default 0.6).
 
@@ -50,6 +53,37 @@ def exact_match(pred: str, gold: str | Sequence[str]) -> float:
     (SPEC §5 R_task, offline judge "em"). ``gold`` may be a list of aliases."""
     p = normalize_answer(pred)
     return max((float(p == normalize_answer(g)) for g in _golds(gold)), default=0.0)
+
+
+#: Phrases by which a reply says it was not told or does not know. Phrases, not lone words:
+#: "No, your dog is Rex." and "That is not Rex." claim an answer.
+_NOT_KNOWN = re.compile(r"""\b(?:
+      (?:have|has|had|did|do|does)(?:\s+not|n't)\s+(?:\w+\s+){0,3}?
+          (?:told|tell|mention(?:ed)?|said|say|stated?|given|give|shared?|know|have|recall|remember|record(?:ed)?|stored?)
+    | not\s+(?:been\s+)?(?:enough|known|sure|stated|mentioned|told|given|provided|recorded|stored|saved|available|found|in\s+(?:my\s+)?memor(?:y|ies))
+    | never\s+(?:\w+\s+)?(?:told|mentioned|said|stated|shared|gave|talked|brought)
+    | no\s+(?:\w+\s+)?(?:information|info|record|records|memory|memories|mention|idea|answer|data|details?|knowledge)
+    | (?:cannot|can't|can\s+not|unable\s+to)\s+(?:\w+\s+)?(?:answer|tell|say|know|find|recall|remember)
+    | unknown | nothing\s+(?:\w+\s+)?(?:about|on|stored|saved|recorded|mentioned)
+    )\b""", re.I | re.X)
+
+
+def says_not_known(reply: str) -> bool:
+    """Whether a reply says it was not told, or does not know, what was asked: the offline
+    stand-in for LongMemEval's abstention judge (an LLM asked whether the reply identifies the
+    question as unanswerable)."""
+    return bool(reply and _NOT_KNOWN.search(str(reply).replace("\u2019", "'")))
+
+
+def answer_score(pred: str, gold: str | Sequence[str], judge: str = "em", *, unanswerable: bool = False) -> float:
+    """``exact_match`` or ``token_f1`` of ``pred`` against ``gold``. For an ``unanswerable``
+    question, 1.0 when the reply says it is not known (``says_not_known``), else 0.0: the gold
+    sentence is one wording of an abstention, and "You have not told me that yet." is another."""
+    if judge not in JUDGES:
+        raise ValueError(f"judge={judge!r}: unknown judge; use one of {JUDGES}")
+    if unanswerable:
+        return float(says_not_known(pred))
+    return exact_match(pred, gold) if judge == "em" else token_f1(pred, gold)
 
 
 def _f1_one(pred: str, gold: str) -> float:
@@ -95,15 +129,16 @@ def coverage(texts: Iterable[str], facts: Iterable[str], threshold: float = 0.6)
 
 # -- R_task -------------------------------------------------------------------------
 
-def r_task(answer: str | None, gold: str | Sequence[str], judge: str = "f1") -> float:
+def r_task(answer: str | None, gold: str | Sequence[str], judge: str = "f1", *, unanswerable: bool = False) -> float:
     """SPEC §5 ``R_task`` = judge score of the answer vs gold in [0, 1]; no answer → −1.
 
-    ``judge`` is ``"em"`` (exact match) or ``"f1"`` (token F1)."""
+    ``judge`` is ``"em"`` (exact match) or ``"f1"`` (token F1); an ``unanswerable`` question
+    scores whether the answer says it is not known (``answer_score``)."""
     if judge not in JUDGES:
         raise ValueError(f"judge={judge!r}: unknown judge; use one of {JUDGES}")
     if answer is None:
         return -1.0
-    return exact_match(answer, gold) if judge == "em" else token_f1(answer, gold)
+    return answer_score(answer, gold, judge, unanswerable=unanswerable)
 
 
 # -- R_context ----------------------------------------------------------------------
@@ -265,7 +300,7 @@ def _message_text(m) -> str:
 
 def trajectory_reward(steps: list[Step], *, gold_answer: str | Sequence[str],
                       gold_facts: list[str], key_items: list[str], t_max: int,
-                      n_max_exceeded: bool, cfg: RewardConfig) -> RewardBreakdown:
+                      n_max_exceeded: bool, cfg: RewardConfig, unanswerable: bool = False) -> RewardBreakdown:
     """The SPEC §5 reward of one three-stage trajectory (SPEC §4), from its Step records.
 
     - answer: the final step's ``answer`` (None → R_task = −1); the final step is the
@@ -277,6 +312,7 @@ def trajectory_reward(steps: list[Step], *, gold_answer: str | Sequence[str],
       from ``data["memory"]["content"]``, else the call's ``arguments["content"]``.
     - updates/deletes: successful Update_memory/Delete_memory results (any stage).
     - retrieved: ``data["hits"][j]["memory"]["content"]`` of successful Retrieve_memory results.
+    - ``unanswerable``: R_task credits a reply that says it is not known (``answer_score``).
     - R = w_task·R_task + w_context·R_context + w_memory·R_memory + P, or R_task + P
       with ``cfg.answer_only``.
     """
@@ -308,7 +344,7 @@ def trajectory_reward(steps: list[Step], *, gold_answer: str | Sequence[str],
                  if isinstance(h, dict) and (h.get("memory") or {}).get("content") is not None]
 
     th = cfg.coverage_threshold
-    rt = r_task(answer, gold_answer, cfg.judge)
+    rt = r_task(answer, gold_answer, cfg.judge, unanswerable=unanswerable)
     rc, rp, rs = r_compression(t_used, t_max), r_preventive(prevented), r_preservation(key_items, context_text)
     ctx = r_context(rc, rp, rs)
     st, mt, rl = r_storage(added, gold_facts, th), r_maintenance(n_updates, n_deletes), r_relevance(retrieved, gold_facts, th)
@@ -325,7 +361,7 @@ def trajectory_reward(steps: list[Step], *, gold_answer: str | Sequence[str],
 
 
 __all__ = [
-    "JUDGES", "normalize_answer", "exact_match", "token_f1", "coverage", "r_task",
+    "JUDGES", "normalize_answer", "exact_match", "token_f1", "says_not_known", "answer_score", "coverage", "r_task",
     "r_compression", "r_preventive", "r_preservation", "r_context", "r_storage",
     "r_maintenance", "r_relevance", "r_memory", "penalty", "RewardConfig",
     "RewardBreakdown", "trajectory_reward",

@@ -63,22 +63,24 @@ def named_first(answer: str, gold: str, other: str) -> str | None:
 
 
 def print_table(rows: list[dict]) -> None:
-    """Per question type: items, answered at once, EM, F1; for comparisons, which entity is named first."""
+    """Per question type: items, answered at once, EM, F1, replies that say "not known" (right only on
+    abstentions); for comparisons, which entity is named first."""
     from agemem_lite import protocol
+    from agemem_lite.rewards import says_not_known
 
     by = defaultdict(list)
     for r in rows:
         by[r["type"]].append(r)
     by["all"] = rows
-    print("| type | n | answered at once | EM | F1 | comparisons: winner / other named first |")
-    print("|---|---|---|---|---|---|")
+    print("| type | n | answered at once | EM | F1 | says not known | comparisons: winner / other named first |")
+    print("|---|---|---|---|---|---|---|")
     for kind, rs in by.items():
         n = len(rs)
-        picks = [named_first(protocol.parse_step(r["completion"]).answer or "", r["gold"], r["other"])
-                 for r in rs if r.get("other")]
+        answers = [protocol.parse_step(r["completion"]).answer or "" for r in rs]
+        picks = [named_first(a, r["gold"], r["other"]) for a, r in zip(answers, rs) if r.get("other")]
         pick = f"{picks.count('gold')} / {picks.count('other')}" if picks else "-"
         print(f"| {kind} | {n} | {sum(r['answered'] for r in rs)} | {100 * sum(r['em'] for r in rs) / n:.1f} | "
-              f"{100 * sum(r['f1'] for r in rs) / n:.1f} | {pick} |")
+              f"{100 * sum(r['f1'] for r in rs) / n:.1f} | {sum(map(says_not_known, answers))} | {pick} |")
 
 
 def main() -> None:
@@ -105,7 +107,7 @@ def main() -> None:
     from agemem_lite.assistant import open_policy, wants_demonstrations
     from agemem_lite.config import Settings
     from agemem_lite.eval.harness import build_tasks
-    from agemem_lite.rewards import exact_match, token_f1
+    from agemem_lite.rewards import answer_score
     from train.warm_start import question_turns
 
     if args.prefill and args.bench != "hotpot":
@@ -140,8 +142,9 @@ def main() -> None:
             answer = protocol.parse_step(text).answer or ""
             other = next((e for e in t.key_items if e != t.answers[0]), None) if kind == "comparison" else None
             rows.append({"id": t.id, "type": kind, "question": t.question, "gold": t.answers[0], "other": other,
-                         "completion": text, "answered": at_once, "em": exact_match(answer, t.answers),
-                         "f1": token_f1(answer, t.answers), "seconds": round(time.perf_counter() - t0, 2)})
+                         "completion": text, "answered": at_once,
+                         "em": answer_score(answer, t.answers, "em", unanswerable=t.unanswerable),
+                         "f1": answer_score(answer, t.answers, "f1", unanswerable=t.unanswerable), "seconds": round(time.perf_counter() - t0, 2)})
             print(f"[{k + 1}/{len(turns)}] {kind}: em {rows[-1]['em']:.0f}  {answer[:60]!r} (gold {t.answers[0]!r})",
                   file=sys.stderr)
     finally:

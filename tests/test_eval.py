@@ -177,6 +177,25 @@ def test_longmemeval_items_become_tasks():
     assert task.source == "longmemeval" and task.metadata["old_answer"] == item.old_answer
 
 
+def test_an_abstention_is_scored_by_whether_the_reply_says_not_known(run):
+    class NotToldPolicy(OraclePolicy):
+        """Answers every question "You have not told me that yet."."""
+        def __init__(self, tasks):
+            super().__init__(tasks)
+            self.golds = dict.fromkeys(self.golds, "You have not told me that yet.")
+
+    tasks = harness.build_tasks("longmemeval", 6, 0)
+    assert [t.unanswerable for t in tasks].count(True) == 1
+    res, _ = run(policy=NotToldPolicy(tasks), benches=["longmemeval"], n=6, methods=["agemem"])
+    by_id = {t.id: t for t in tasks}
+    for rec in res.records:
+        right = float(by_id[rec["task_id"]].unanswerable)
+        assert rec["metrics"]["em"] == rec["metrics"]["f1"] == right
+        ep = harness.record_episode(rec)
+        assert ep.unanswerable == bool(right) and ep.reward.r_task == right
+        assert harness.episode_metrics(ep) == rec["metrics"]
+
+
 def test_locomo_file_gives_one_task_per_question_with_other_conversations_as_distractors(run, tmp_path, embedder):
     path = tmp_path / "locomo.json"
     path.write_text(json.dumps([locomo.make_sample(1), locomo.make_sample(2)]))

@@ -8,9 +8,9 @@ import pytest
 
 from agemem_lite.records import Step
 from agemem_lite.rewards import (
-    RewardBreakdown, RewardConfig, coverage, exact_match, normalize_answer, penalty,
+    RewardBreakdown, RewardConfig, answer_score, coverage, exact_match, normalize_answer, penalty,
     r_compression, r_context, r_maintenance, r_memory, r_preservation, r_preventive,
-    r_relevance, r_storage, r_task, token_f1, trajectory_reward,
+    r_relevance, r_storage, r_task, says_not_known, token_f1, trajectory_reward,
 )
 
 T = pytest.approx
@@ -64,6 +64,36 @@ def test_r_task_uses_the_named_judge():
     assert r_task("obama", "Obama", judge="em") == 1.0
     with pytest.raises(ValueError, match="judge='llm'"):
         r_task("x", "x", judge="llm")
+
+
+# Replies seen from policies here (the gold sentence, v7's rounds, the prompted 1.5B) and others.
+NOT_KNOWN = ["The information provided is not enough. You never mentioned your dog.",
+             "You have not told me that yet.", "Sorry, I don\u2019t know your dog's name.",
+             "Sorry, I don't have any information about the car you bought.", "Nothing about that.",
+             "I have no record of a dog.", "I can't tell from what you told me.", "It is not in my memory."]
+CLAIMS = ["Skyrnzyl Fitness", "No, your dog is Rex.", "That is not Rex, it is Max.", "What is my dog's name?",
+          "Noted: your landlord's name is Griothmour Fernvernquoum.", "There is no doubt it's Rex.", ""]
+
+
+@pytest.mark.parametrize("reply", NOT_KNOWN)
+def test_a_reply_that_says_it_was_not_told_is_recognised(reply):
+    assert says_not_known(reply)
+
+
+@pytest.mark.parametrize("reply", CLAIMS)
+def test_a_reply_that_claims_an_answer_is_not_an_abstention(reply):
+    assert not says_not_known(reply)
+
+
+def test_an_unanswerable_question_credits_any_wording_of_not_known():
+    gold = "The information provided is not enough. You never mentioned your dog."
+    for judge in ("em", "f1"):
+        assert answer_score("You have not told me that yet.", gold, judge, unanswerable=True) == 1.0
+        assert answer_score("Rex", gold, judge, unanswerable=True) == 0.0
+        assert answer_score("You have not told me that yet.", "Rex", judge) == 0.0   # answerable: a miss
+    assert exact_match("You have not told me that yet.", gold) == 0.0   # what EM alone gave
+    assert r_task("I don't know.", gold, "em", unanswerable=True) == 1.0
+    assert r_task(None, gold, "em", unanswerable=True) == -1.0
 
 
 # -- R_context ------------------------------------------------------------------------

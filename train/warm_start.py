@@ -382,7 +382,7 @@ def question_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "lo
         start = r.randrange(1, 30)
         mems = [(f"mem_{start + j}", f) for j, f in enumerate(t.information)]
         answer = t.answers[0]
-        why = _answers_it(mems, answer, abstain=t.metadata.get("type") == "abstention")
+        why = _answers_it(mems, answer, abstain=t.unanswerable)
         if worked_think and (worked := worked_reason(t)):   # both memories, then the hop or comparison
             why = f"{' and '.join(m for m, _ in mems)} answer it. {worked}"
         reply = render_step(f"Kind: question. {why}", answer=answer)

@@ -54,7 +54,7 @@ from ..envs.runner import EnvConfig, EnvEpisode, EnvTask, run_env_episode
 from ..episodes import DistractorGen, Episode, EpisodeConfig, EpisodeTask, run_episode
 from ..errors import ConfigError
 from ..memory.store import MemoryStore
-from ..rewards import exact_match, token_f1
+from ..rewards import answer_score
 from . import env_benches, hotpot, locomo, longmemeval
 from .env_benches import ENV_BENCHES
 from .mem0_peer import PEER_METHODS, Mem0Result, make_peer_record
@@ -260,8 +260,8 @@ def episode_metrics(ep: Episode) -> dict:
     """Per-episode numbers of the report; no answer scores 0 on EM and F1."""
     answered = ep.answer is not None
     return {
-        "em": exact_match(ep.answer, ep.gold_answers) if answered else 0.0,
-        "f1": token_f1(ep.answer, ep.gold_answers) if answered else 0.0,
+        "em": answer_score(ep.answer, ep.gold_answers, "em", unanswerable=ep.unanswerable) if answered else 0.0,
+        "f1": answer_score(ep.answer, ep.gold_answers, "f1", unanswerable=ep.unanswerable) if answered else 0.0,
         "mq": ep.memory_quality,
         "prompt_tokens": ep.prompt_tokens,
         "tool_calls": dict(sorted(ep.tool_calls.items())),

@@ -310,7 +310,7 @@ def run_task(task, cfg: Mem0PeerConfig | None = None, memory=None) -> Mem0Result
     ``memory``: an open ``mem0.Memory`` (``open_memory``) to reuse across tasks; each task
     writes under its own user_id, ``ep:<task>:mem0:<seed>``, which must start empty."""
     from ..episodes import pack_turns
-    from ..rewards import RewardConfig, coverage, exact_match, token_f1
+    from ..rewards import RewardConfig, answer_score, coverage
 
     cfg = cfg or Mem0PeerConfig()
     own = memory is None
@@ -351,7 +351,8 @@ def run_task(task, cfg: Mem0PeerConfig | None = None, memory=None) -> Mem0Result
             prompt_tokens=usage.prompt_tokens - prompt0 + (u.prompt_tokens if u else 0),
             completion_tokens=usage.completion_tokens - completion0 + (u.completion_tokens if u else 0),
             add_s=t1 - t0, search_s=t2 - t1, answer_s=t3 - t2, wall_s=t3 - t0, memory_quality=mq,
-            exact_match=exact_match(answer, task.answers), f1=token_f1(answer, task.answers),
+            exact_match=answer_score(answer, task.answers, "em", unanswerable=task.unanswerable),
+            f1=answer_score(answer, task.answers, "f1", unanswerable=task.unanswerable),
             config=asdict(cfg))
     finally:
         if own:

@@ -7,7 +7,8 @@ from __future__ import annotations
 RECORD_FORMAT = "agemem-eval-episode/1"
 
 #: How the answer of a QA record is scored (the offline judges, ``eval.judges``).
-JUDGE_NAMES = {"em": "EM vs gold (SQuAD-normalised answer)", "f1": "token F1 vs gold (SQuAD-normalised)"}
+JUDGE_NAMES = {"em": "EM vs gold (SQuAD-normalised answer; an abstention item: the reply says it is not known)",
+               "f1": "token F1 vs gold (SQuAD-normalised; an abstention item: the reply says it is not known)"}
 
 
 def record_header(bench: str, method: str, task_id: str, *, seed: int, policy: str) -> dict:

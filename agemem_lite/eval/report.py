@@ -43,7 +43,8 @@ REPORT_NAME = "report.md"
 PLOTS_HINT = "pip install 'agemem-lite[eval]'"
 KINDS = ("qa", "env")
 SCORE_NAMES = {"qa": "F1 / EM", "env": "success / progress"}    # what a Table 2 cell holds, per kind
-QA_JUDGE = ("judge: EM/F1 vs gold (answers normalised as in SQuAD/HotpotQA; no answer scores 0). "
+QA_JUDGE = ("judge: EM/F1 vs gold (answers normalised as in SQuAD/HotpotQA; no answer scores 0; a LongMemEval "
+            "abstention scores 1 when the reply says it is not known, in any words). "
             "Cell: mean F1 / mean EM, in percent (n = episodes).")
 ENV_JUDGE = ("judge: env: success rate / progress rate, from the environment. Cell: success % / progress %: "
              "games solved, and the mean of each game's best progress (share of the goal reached), in percent "
