@@ -20,8 +20,9 @@ from agemem_lite import model_files  # noqa: E402
 from train.base import load_model, materialise  # noqa: E402
 from train.lora import completion_logprobs  # noqa: E402
 from train.packing import install_tree_attention  # noqa: E402
+from train.warm_start import Turn, tokenize_turn  # noqa: E402
 from train.preference import (anchor_pairs, confused_step, dpo_loss, is_mistake, mistake_pairs,  # noqa: E402
-                              pair_logps, pair_tokens, train_dpo)
+                              not_told_step, pair_logps, pair_tokens, reason_pairs, train_dpo)
 
 
 def _other_class_step(item: D.DecisionItem, items) -> str:
@@ -67,6 +68,26 @@ def test_anchor_pairs_set_each_right_step_against_its_neighbour_class():
     assert confused_step(next(it for it in items if it.label == "filter")) is None
 
 
+def test_reason_stage_pairs_set_wrong_answers_against_gold_and_right_ones_against_not_told():
+    from agemem_lite.eval.harness import build_tasks
+    from agemem_lite.protocol import render_step
+
+    tasks = build_tasks("longmemeval", 6, 2000, n_distractors=0)
+    abst = next(i for i, t in enumerate(tasks) if t.unanswerable)
+    say = lambda text: render_step("Kind: question.", answer=text)  # noqa: E731
+    script = [say(t.answers[0]) for t in tasks]                     # right, except:
+    script[0] = say("Nobody")                                        # a wrong answer
+    script[1] = render_step("Kind: question.", calls=[{"name": "Retrieve_memory", "arguments": {"query": "x"}}])
+    script[abst] = say("You have not told me that yet.")             # a right abstention, in other words
+    pairs, records = reason_pairs(ScriptedPolicy(script), 6, 2000, log=lambda m: None)
+    assert [r["em"] for r in records] == [0.0, 0.0] + [1.0] * 4
+    assert [r["pair"] for r in records] == ["mistake", "mistake"] + [None if i == abst else "anchor" for i in range(2, 6)]
+    assert [p.rejected for p in pairs[:2]] == script[:2]
+    assert all("Retrieve_memory" in p.context[-2]["content"] for p in pairs)     # the memories were found
+    for p in pairs[2:]:
+        assert p.item_id.endswith("+anchor") and p.rejected == not_told_step() and p.chosen in script
+
+
 def test_a_wrong_id_or_a_missing_abstention_is_a_mistake_with_the_right_action():
     base = {"correct": True, "id_correct": None, "value_correct": None, "abstain_correct": None}
     assert not is_mistake(base)
@@ -101,8 +122,12 @@ def test_one_packed_pass_gives_each_steps_log_probs_alone(smol_folder, small_pol
     and itself, so the sums equal two separate passes."""
     torch.set_num_threads(2)
     model = load_model(smol_folder)
-    prompt, chosen, rejected = pair_tokens(small_policy, two_pairs[0])
+    pair = two_pairs[0]
+    prompt, chosen, rejected = pair_tokens(small_policy, pair)
     assert len(prompt) > 200 and chosen != rejected
+    for step, ids in ((pair.chosen, chosen), (pair.rejected, rejected)):   # as the SFT data tokenises a turn
+        assert tokenize_turn(small_policy, Turn(pair.item_id, pair.label, pair.context, [step], [])) == \
+            (prompt + ids, [0] * len(prompt) + [1] * len(ids))
     with torch.no_grad():
         alone_c = float(completion_logprobs(model, prompt, chosen, device="cpu", bf16=False).sum())
         alone_r = float(completion_logprobs(model, prompt, rejected, device="cpu", bf16=False).sum())

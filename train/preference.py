@@ -28,7 +28,7 @@ from agemem_lite import decisions as D
 from agemem_lite.protocol import render_step
 
 from .packing import PACK_TOKENS
-from .warm_start import Turn, tokenize_turn
+from .warm_start import step_pieces
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,24 @@ def is_mistake(record: dict) -> bool:
             or record.get("value_correct") is False or record.get("abstain_correct") is False)
 
 
+def check_records(items: Sequence[D.DecisionItem], records: Sequence[dict]) -> None:
+    """ValueError unless ``records`` are one per item of ``items``, in order (a saved run's records
+    belong to the items generated again from the same n and seed)."""
+    if len(items) != len(records):
+        raise ValueError(f"{len(items)} items but {len(records)} records")
+    for it, rec in zip(items, records):
+        if rec["id"] != it.id:
+            raise ValueError(f"record {rec['id']} is not item {it.id}: the items were generated differently")
+
+
 def mistake_pairs(items: Sequence[D.DecisionItem], records: Sequence[dict], *, budget: int | None = None,
                   context_usage=None, fact_think: str = "value_end", long_think: str = "plain") -> list[Pair]:
     """A pair for each item whose record ``is_mistake``, in the context the record was made in
     (``budget`` and ``context_usage``, a token counter or None, as given to ``run_decisions``;
     no demonstrations: a trained policy is served without them)."""
-    if len(items) != len(records):
-        raise ValueError(f"{len(items)} items but {len(records)} records")
+    check_records(items, records)
     pairs = []
     for it, rec in zip(items, records):
-        if rec["id"] != it.id:
-            raise ValueError(f"record {rec['id']} is not item {it.id}: the items were generated differently")
         if not is_mistake(rec):
             continue
         chosen = D.oracle_completion(it, long_think=long_think, fact_think=fact_think)
@@ -85,7 +92,7 @@ def confused_step(item: D.DecisionItem) -> str | None:
     if item.label == "delete":
         return render_step(think + "Store it.", calls=[{"name": "Add_memory", "arguments": {"content": item.user}}])
     if item.label == "retrieve":
-        return render_step(think + "No memory answers it, so say so.", answer=D.UNKNOWN_REPLY)
+        return not_told_step(item.kind)
     return None
 
 
@@ -104,18 +111,58 @@ def anchor_pairs(items: Sequence[D.DecisionItem], records: Sequence[dict], *, bu
     return pairs
 
 
+def not_told_step(kind: str = "question") -> str:
+    """The step that says the answer is not known, as the oracle writes it after an empty search."""
+    return render_step(f"Kind: {kind}. No memory answers it, so say so.", answer=D.UNKNOWN_REPLY)
+
+
+def reason_pairs(pol, n: int, seed: int, *, bench: str = "longmemeval", log=print) -> tuple[list[Pair], list[dict]]:
+    """Pairs from the reason stage: the stage-3 turns of ``n`` training episodes of ``bench`` at
+    generator ``seed``, whose memories a Retrieve_memory already found (``warm_start.question_turns``,
+    the turns of ``bench/answer_from_memory.py``), and ``pol``'s greedy step in each.
+    - a wrong step (a tool call, or an answer ``rewards.answer_score`` gives 0): the oracle's answer
+      against it;
+    - a right answer to an answerable question: that answer against ``not_told_step`` (an anchor).
+    Why: rounds A-C learnt "after a search, say you were not told" from decision pairs whose every
+    search had found nothing; here most searches find the answer. Returns the pairs and a record
+    per turn (id, type, completion, em, pair)."""
+    from agemem_lite.eval.harness import build_tasks
+    from agemem_lite.protocol import parse_step
+    from agemem_lite.rewards import answer_score
+
+    from .warm_start import question_turns
+
+    tasks = {f"q-{t.id}": t for t in build_tasks(bench, n, seed, n_distractors=0)}
+    pairs, records = [], []
+    t0 = time.perf_counter()
+    for turn in question_turns(n, seed, benches=(bench,), retrieve_share=1.0):
+        ctx = list(turn.context)
+        for step, result in zip(turn.steps[:-1], turn.tool_results):
+            ctx += [{"role": "assistant", "content": step}, {"role": "tool", "content": result}]
+        task = tasks[turn.item_id.removesuffix("+ret")]
+        text = pol.step(ctx).text
+        answer = parse_step(text).answer
+        em = answer_score(answer, task.answers, "em", unanswerable=task.unanswerable) if answer else 0.0
+        kind = None
+        if em < 1.0 and text.strip() != turn.steps[-1].strip():
+            pairs.append(Pair(turn.item_id, "answer", ctx, turn.steps[-1], text))
+            kind = "mistake"
+        elif em == 1.0 and not task.unanswerable:
+            pairs.append(Pair(turn.item_id + "+anchor", "answer", ctx, text, not_told_step()))
+            kind = "anchor"
+        records.append({"id": task.id, "type": task.metadata.get("type", "?"), "completion": text, "em": em,
+                        "pair": kind})
+    log(f"reason stage: {sum(r['em'] for r in records):.0f}/{len(records)} right on {bench} seed {seed} "
+        f"in {time.perf_counter() - t0:.0f} s")
+    return pairs, records
+
+
 def pair_tokens(tok, pair: Pair) -> tuple[list[int], list[int], list[int]]:
-    """(context, chosen, rejected) token ids, each step tokenised as the runtime continues a
-    prompt (``warm_start.tokenize_turn``)."""
-    out = []
-    for step in (pair.chosen, pair.rejected):
-        ids, mask = tokenize_turn(tok, Turn(pair.item_id, pair.label, pair.context, [step], []))
-        start = mask.index(1)
-        out.append((ids[:start], ids[start:]))
-    (prompt, chosen), (prompt2, rejected) = out
-    if prompt != prompt2:
-        raise ValueError(f"{pair.item_id}: the two steps do not share their context tokens")
-    return prompt, chosen, rejected
+    """(context, chosen, rejected) token ids: the context once, each step as the runtime
+    continues a prompt (``warm_start.step_pieces``, as ``warm_start.tokenize_turn`` does)."""
+    def step(text: str) -> list[int]:
+        return [t for piece in step_pieces(text) for t in tok.tokenize(piece, special=False)]
+    return tok.tokenize(tok.render(pair.context)), step(pair.chosen), step(pair.rejected)
 
 
 def pair_logps(model, prompt: list[int], chosen: list[int], rejected: list[int], *, device: str, bf16: bool):
@@ -244,11 +291,13 @@ def train_dpo(pairs: Sequence[Pair], base_gguf: Path, folder: Path, out: Path, *
 
 def run_round(settings, out: Path, *, n: int, seed: int, records_file: Path | None = None,
               classes: Sequence[str] = D.CYCLE, fact_think: str = "value_end", anchors: bool = True,
-              log=print, **train_kw) -> dict:
+              reason_n: int = 0, reason_seed: int = 2000, log=print, **train_kw) -> dict:
     """The whole round for ``settings.policy`` (with ``settings.adapter``, else its shipped adapter):
     its greedy steps on ``n`` train-split items of generator ``seed`` (or the records saved in
     ``records_file`` by an earlier round on the same items), the pairs (with ``anchor_pairs``
-    unless ``anchors`` is False), then ``train_dpo`` (``train_kw``). Writes ``out/records.json`` too."""
+    unless ``anchors`` is False), with ``reason_pairs`` of ``reason_n`` LongMemEval questions at
+    ``reason_seed`` (the warm start's question seeds are 1000 and 1007, the bench's 0), then
+    ``train_dpo`` (``train_kw``). Writes ``out/records.json`` (and ``out/reason.json``) too."""
     from agemem_lite.assistant import open_policy, wants_context_usage, wants_demonstrations
     from agemem_lite.errors import ConfigError
     from agemem_lite.model_files import adapter_path, check_adapter, get_spec, resolve
@@ -268,18 +317,23 @@ def run_round(settings, out: Path, *, n: int, seed: int, records_file: Path | No
     if records_file is not None:
         try:
             records = json.loads(Path(records_file).read_text())
-            mistake_pairs(items, records)      # the records belong to these items
+            check_records(items, records)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"--records {records_file}: not the records of {n} items of seed {seed} ({e})") from None
     base_gguf = resolve(settings, spec.name)
     out.mkdir(parents=True, exist_ok=True)
-    if records_file is None:
+    reason: list[Pair] = []
+    if records_file is None or reason_n:
         pol = open_policy(settings)
         try:
-            t0 = time.perf_counter()
-            records = D.run_decisions(pol, items, budget=settings.context_budget, guided=False,
-                                      context_usage=wants_context_usage(settings))[1]
-            log(f"{len(items)} decisions in {time.perf_counter() - t0:.0f} s")
+            if records_file is None:
+                t0 = time.perf_counter()
+                records = D.run_decisions(pol, items, budget=settings.context_budget, guided=False,
+                                          context_usage=wants_context_usage(settings))[1]
+                log(f"{len(items)} decisions in {time.perf_counter() - t0:.0f} s")
+            if reason_n:
+                reason, reason_records = reason_pairs(pol, reason_n, reason_seed, log=log)
+                (out / "reason.json").write_text(json.dumps(reason_records, indent=1))
         finally:
             pol.close()
     (out / "records.json").write_text(json.dumps(records, indent=1))
@@ -291,11 +345,12 @@ def run_round(settings, out: Path, *, n: int, seed: int, records_file: Path | No
         n_mistakes = len(pairs)
         if anchors:
             pairs += anchor_pairs(items, records, **kw)
+        pairs += reason
     finally:
         if counter:
             counter.close()
     log(f"{sum(r['correct'] for r in records)}/{len(records)} right actions; {n_mistakes} pairs from mistakes, "
-        f"{len(pairs) - n_mistakes} anchor pairs")
+        f"{len(pairs) - n_mistakes - len(reason)} anchor pairs, {len(reason)} reason-stage pairs")
     if not n_mistakes:
         raise ConfigError("the policy made no mistake on these items: nothing to learn from (try more --n)")
     folder = materialise(base_gguf, settings.data_dir / "cache" / "train")
@@ -306,6 +361,7 @@ def run_round(settings, out: Path, *, n: int, seed: int, records_file: Path | No
     left = set(summary["left_out_long"])
     trained = [p for p in pairs if p.item_id not in left]
     return {"items": len(items), "right_actions": sum(r["correct"] for r in records), "item_seed": seed,
-            "mistake_pairs": sum(not p.item_id.endswith("+anchor") for p in trained),
-            "anchor_pairs": sum(p.item_id.endswith("+anchor") for p in trained),
+            "mistake_pairs": sum(not p.item_id.endswith("+anchor") for p in trained if p not in reason),
+            "anchor_pairs": sum(p.item_id.endswith("+anchor") for p in trained if p not in reason),
+            "reason_pairs": sum(p in reason for p in trained),
             "policy": spec.name, **summary}

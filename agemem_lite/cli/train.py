@@ -148,9 +148,14 @@ def average_adapters_cmd(ctx, out, adapters, base, rank) -> None:
               help="Leave out pairs longer than this (context and both steps run as one sequence).")
 @click.option("--anchors/--no-anchors", default=True, show_default=True,
               help="Also pair each right step of Add/Update/Delete/Retrieve with its neighbour class's step.")
+@click.option("--reason-n", type=click.IntRange(0), default=0, show_default=True,
+              help="Also pair the policy's answers to this many LongMemEval questions whose memories a search "
+                   "found: a wrong answer against the right one, a right one against 'not told'.")
+@click.option("--reason-seed", type=int, default=2000, show_default=True,
+              help="Task seed of those questions (the warm start used 1000 and 1007, the bench uses 0).")
 @pass_ctx
 def preference_round_cmd(ctx, out, policy, adapter, n, seed, records, epochs, lr, beta, nll_weight, accumulation,
-                         max_tokens, anchors) -> None:
+                         max_tokens, anchors, reason_n, reason_seed) -> None:
     """DPO on the policy's own mistakes: its wrong steps on train-split decision items against the oracle's.
 
     Writes OUT/adapter.gguf (continue the policy's adapter), OUT/preference.json and OUT/records.json.
@@ -168,10 +173,11 @@ def preference_round_cmd(ctx, out, policy, adapter, n, seed, records, epochs, lr
         s.adapter = str(adapter)
     summary = run_round(s, out, n=n, seed=seed, records_file=records, epochs=epochs, lr=lr, beta=beta,
                         nll_weight=nll_weight, accumulation=accumulation, max_tokens=max_tokens,
-                        anchors=anchors, threads=s.n_threads or 0,
+                        anchors=anchors, reason_n=reason_n, reason_seed=reason_seed, threads=s.n_threads or 0,
                         log=lambda m: click.echo(m, err=True))
     ctx.emit(summary, f"{summary['pairs']} pairs trained ({summary['mistake_pairs']} from mistakes, "
-             f"{summary['anchor_pairs']} anchors; {summary['items'] - summary['right_actions']} wrong actions "
+             f"{summary['anchor_pairs']} anchors, {summary['reason_pairs']} from the reason stage; "
+             f"{summary['items'] - summary['right_actions']} wrong actions "
              f"of {summary['items']}); last epoch prefers the chosen step in {summary['last_epoch_prefers_chosen']} "
              f"(mean margin {summary['last_epoch_mean_margin']:+.3f}), {summary['wall_seconds']:.0f} s\n"
              f"adapter: {summary['adapter_gguf']}")
