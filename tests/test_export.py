@@ -446,6 +446,28 @@ def test_task_arithmetic_cancels_and_the_rank_cut_is_reported(smol_folder, smol_
     assert cut.rank == 8 and cut.dropped_share_mean > 0.2
 
 
+def test_an_adapter_without_alpha_is_scaled_by_one_when_loaded_and_merged(smol_folder, smol_gguf, smol_f16, tmp_path):
+    """llama.cpp reads alpha 0 (or none) as scale 1; the merge reads it the same way."""
+    from train.export import read_lora, write_lora
+    from train.merge_adapters import merge_adapters
+
+    a = export_adapter(random_lora(load_model(smol_folder)), smol_gguf, tmp_path / "a.gguf", check=False)
+    lora = read_lora(a)
+    assert lora.alpha == 16 and lora.scale == 2.0
+    tensors = [t for name, (fa, fb) in lora.pairs.items()
+               for t in ((name + ".lora_a", fa), (name + ".lora_b", np.ascontiguousarray(fb * lora.scale)))]
+    bare = tmp_path / "bare.gguf"
+    write_lora(bare, lora.arch, 0.0, tensors)      # the same delta, with B carrying the scale
+    assert read_lora(bare).scale == 1.0
+    _, ref = llama_logits(smol_f16, a)
+    _, loaded = llama_logits(smol_f16, bare)
+    assert diff("bare", loaded, ref) < F16_TOL
+    merged = merge_adapters([(bare, 0.5), (a, 0.5)], tmp_path / "m.gguf", smol_gguf, rank=16)
+    assert read_lora(merged.out).scale == 1.0 and merged.dropped_share_max < 1e-3
+    _, ours = llama_logits(smol_f16, merged.out)
+    assert diff("merged", ours, ref) < F16_TOL
+
+
 def test_average_refuses_adapters_of_other_tensors(smol_folder, smol_gguf, tmp_path):
     from train.merge_adapters import merge_adapters
 

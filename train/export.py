@@ -300,6 +300,12 @@ class LoraFile:
     def rank(self) -> int:
         return next(iter(self.pairs.values()))[0].shape[0]
 
+    @property
+    def scale(self) -> float:
+        """What llama.cpp multiplies each ``B @ A`` by: ``alpha / r``, or 1 where the file has no
+        alpha (0 or missing, as some converters write it)."""
+        return self.alpha / self.rank if self.alpha else 1.0
+
 
 def read_lora(path: str | Path) -> LoraFile:
     """Read a GGUF LoRA adapter (as ``export_adapter`` or llama.cpp's converter writes it);
@@ -331,7 +337,7 @@ def import_adapter(peft_model, adapter_path: str | Path, base_gguf: str | Path, 
     import torch
 
     lora = read_lora(adapter_path)
-    path, alpha = lora.path, lora.alpha
+    path, alpha = lora.path, lora.scale * lora.rank     # a file without alpha acts as alpha = r
     adapter = adapter or peft_model.active_adapter
     cfg = _lora_config(peft_model, adapter)
     if abs(alpha - float(cfg.lora_alpha)) > 1e-6:

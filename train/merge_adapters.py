@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from agemem_lite.errors import ConfigError, ModelFileError
-from train.export import KEY_LORA_ALPHA, _atomic, read_lora, write_lora
+from train.export import _atomic, read_lora, write_lora
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,13 @@ def merge_adapters(inputs: list[tuple[str | Path, float]], out: str | Path, base
     Weights need not sum to one (task arithmetic: ``[(v7, 1), (w, 1), (v6, -1)]``).
     Every input must adapt the same tensors with the same shapes (all trained over
     ``base_gguf``). ``rank`` defaults to the first input's rank; the alpha is the
-    first input's."""
+    first input's (``rank`` where it has none: llama.cpp scales such a file by 1)."""
     if not inputs:
         raise ConfigError("merge_adapters: no adapters given")
     if dtype not in ("f32", "f16"):
         raise ConfigError(f"dtype={dtype!r}: choose 'f32' or 'f16'")
     files = [(read_lora(p), float(w)) for p, w in inputs]
     first = files[0][0]
-    for f, _ in files:
-        if not f.alpha:
-            raise ModelFileError(f"{f.path}: not a GGUF LoRA adapter with a scale (no {KEY_LORA_ALPHA})")
     for f, _ in files[1:]:
         if f.arch != first.arch or set(f.pairs) != set(first.pairs):
             raise ModelFileError(f"{f.path} adapts other tensors than {first.path}; were both trained on one base?")
@@ -79,12 +76,12 @@ def merge_adapters(inputs: list[tuple[str | Path, float]], out: str | Path, base
     rank = first.rank if rank is None else int(rank)
     if rank < 1:
         raise ConfigError(f"rank={rank}: must be at least 1")
-    alpha = first.alpha
+    alpha = first.alpha or float(rank)     # no alpha in the first file: scale 1, as llama.cpp reads it
     scale = alpha / rank
     np_dtype = np.float16 if dtype == "f16" else np.float32
     tensors, dropped = [], []
     for name in first.pairs:
-        factors = [(w * f.alpha / f.rank, *f.pairs[name]) for f, w in files]
+        factors = [(w * f.scale, *f.pairs[name]) for f, w in files]
         a, b, lost = _average_pair(factors, rank, scale)
         dropped.append(lost)
         tensors += [(name + ".lora_a", a.astype(np_dtype)), (name + ".lora_b", np.ascontiguousarray(b, np_dtype))]
