@@ -59,8 +59,10 @@ def exact_match(pred: str, gold: str | Sequence[str]) -> float:
 #: "No, your dog is Rex." and "That is not Rex." claim an answer.
 _NOT_KNOWN = re.compile(r"""\b(?:
       (?:have|has|had|did|do|does)(?:\s+not|n't)\s+(?:\w+\s+){0,3}?
-          (?:told|tell|mention(?:ed)?|said|say|stated?|given|give|shared?|know|have|recall|remember|record(?:ed)?|stored?)
-    | not\s+(?:been\s+)?(?:enough|known|sure|stated|mentioned|told|given|provided|recorded|stored|saved|available|found|in\s+(?:my\s+)?memor(?:y|ies))
+          (?:told|tell|mention(?:ed)?|said|say|stated?|given|give|shared?|know|have|recall|remember
+             |record(?:ed)?|stored?)
+    | not\s+(?:been\s+)?(?:enough|known|sure|stated|mentioned|told|given|provided|recorded|stored|saved
+             |available|found|in\s+(?:my\s+)?memor(?:y|ies))
     | never\s+(?:\w+\s+)?(?:told|mentioned|said|stated|shared|gave|talked|brought)
     | no\s+(?:\w+\s+)?(?:information|info|record|records|memory|memories|mention|idea|answer|data|details?|knowledge)
     | (?:cannot|can't|can\s+not|unable\s+to)\s+(?:\w+\s+)?(?:answer|tell|say|know|find|recall|remember)

@@ -144,7 +144,8 @@ def main() -> None:
             rows.append({"id": t.id, "type": kind, "question": t.question, "gold": t.answers[0], "other": other,
                          "completion": text, "answered": at_once,
                          "em": answer_score(answer, t.answers, "em", unanswerable=t.unanswerable),
-                         "f1": answer_score(answer, t.answers, "f1", unanswerable=t.unanswerable), "seconds": round(time.perf_counter() - t0, 2)})
+                         "f1": answer_score(answer, t.answers, "f1", unanswerable=t.unanswerable),
+                         "seconds": round(time.perf_counter() - t0, 2)})
             print(f"[{k + 1}/{len(turns)}] {kind}: em {rows[-1]['em']:.0f}  {answer[:60]!r} (gold {t.answers[0]!r})",
                   file=sys.stderr)
     finally:
