@@ -75,7 +75,7 @@ import random
 import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -100,7 +100,7 @@ VARIANTS = {"add_shared": "add", "answer_unknown": "answer"}
 #: What a class cycle (``generate(classes=...)``) may name.
 CYCLE = (*CLASSES, *VARIANTS)
 #: ``--bench decisions:variants``: held-out items of the variants only (``VARIANTS``).
-BENCH_SPLITS = (*SPLITS, "variants")
+BENCH_SPLITS = (*SPLITS, "variants", "found")
 TOOL_CLASS = {"Add_memory": "add", "Update_memory": "update", "Delete_memory": "delete",
               "Retrieve_memory": "retrieve", "Filter_context": "filter", "Summary_context": "summary"}
 #: The system prompt's date (same as ``eval.harness.EVAL_TODAY``: every eval is dated alike).
@@ -645,6 +645,27 @@ def _build_answer_unknown(b: _Builder, item: DecisionItem) -> DecisionItem:
     return item
 
 
+def found_by_search(item: DecisionItem) -> DecisionItem:
+    """The same question with its memory found by a Retrieve_memory of this turn (among up to two
+    other shown memories) instead of shown: the answer names it, and saying it is not known is wrong."""
+    r = random.Random(f"found:{item.id}")
+    target = next(h for h in item.shown if h[0] == item.target_id)
+    others = [h for h in item.shown if h[0] != item.target_id]
+    hits = [target, *r.sample(others, min(len(others), r.randint(0, 2)))]
+    r.shuffle(hits)
+    return replace(item, id=item.id + "+found", shown=[h for h in others if h not in hits],
+                   after=search_step(item.user.rstrip("?!. "), hits))
+
+
+def found_items(n: int, seed: int = 0, *, budget: int = DEFAULT_BUDGET) -> list[DecisionItem]:
+    """``decisions:found``: ``n`` held-out answer items whose memory a search found
+    (``found_by_search``). The counterpart of the ``answer_unknown`` variant: a policy that says
+    "not known" after every search scores 0 here, where the variants split would reward it."""
+    items = [it for it in generate(4 * n, seed, "heldout", budget=budget, classes=("answer",))
+             if it.basis == "memory"]
+    return [found_by_search(it) for it in items[:n]]
+
+
 #: The builder of each variant (``VARIANTS``): it fills an item of the class the variant maps to.
 _VARIANT_BUILDERS = {"add_shared": _build_add_shared, "answer_unknown": _build_answer_unknown}
 
@@ -1140,6 +1161,14 @@ def abstain_check(item: DecisionItem, d: Decision) -> bool | None:
     return says_not_known(d.answer or "")
 
 
+def found_check(item: DecisionItem, d: Decision) -> bool | None:
+    """Whether the answer to a question whose memory a search of this turn found does not say it is
+    unknown (``found_by_search`` items); None for other items or another action."""
+    if item.basis != "memory" or not item.after or d.action != "answer":
+        return None
+    return not says_not_known(d.answer or "")
+
+
 def _share(k: int, n: int) -> float | None:
     return k / n if n else None
 
@@ -1151,7 +1180,7 @@ def score(items: Sequence[DecisionItem], decisions: Sequence[Decision]) -> dict:
     n = len(items)
     confusion = {g: {p: 0 for p in PREDICTED} for g in CLASSES}
     right = Counter()
-    id_n = id_ok = strict = value_n = value_ok = abst_n = abst_ok = 0
+    id_n = id_ok = strict = value_n = value_ok = abst_n = abst_ok = found_n = found_ok = 0
     for it, d in zip(items, decisions):
         confusion[it.label][d.action] += 1
         if d.action == it.label:
@@ -1162,6 +1191,9 @@ def score(items: Sequence[DecisionItem], decisions: Sequence[Decision]) -> dict:
             if (says := abstain_check(it, d)) is not None:
                 abst_n += 1
                 abst_ok += says
+            if (named := found_check(it, d)) is not None:
+                found_n += 1
+                found_ok += named
             if it.label in ("update", "delete"):
                 id_n += 1
                 ok = same_id(d.memory_id, it.target_id)
@@ -1181,6 +1213,7 @@ def score(items: Sequence[DecisionItem], decisions: Sequence[Decision]) -> dict:
         "id": {"n": id_n, "correct": id_ok, "accuracy": _share(id_ok, id_n)},
         "value": {"n": value_n, "correct": value_ok, "accuracy": _share(value_ok, value_n)},
         "abstain": {"n": abst_n, "correct": abst_ok, "accuracy": _share(abst_ok, abst_n)},
+        "found": {"n": found_n, "correct": found_ok, "accuracy": _share(found_ok, found_n)},
         "confusion": confusion,
     }
 
@@ -1202,7 +1235,10 @@ def render_report(scores: dict, title: str = "decisions") -> str:
              f"{_pct(s['value']['accuracy'])} ({s['value']['correct']}/{s['value']['n']})",
              *([f"- says it does not know (answers after a search that found only other things): "
                 f"{_pct(s['abstain']['accuracy'])} ({s['abstain']['correct']}/{s['abstain']['n']})"]
-               if s["abstain"]["n"] else []), "",
+               if s["abstain"]["n"] else []),
+             *([f"- answers from what the search found (does not say it is unknown): "
+                f"{_pct(s['found']['accuracy'])} ({s['found']['correct']}/{s['found']['n']})"]
+               if s.get("found", {}).get("n") else []), "",
              "| class | n | right | accuracy |", "|---|---|---|---|"]
     lines += [f"| {c} | {v['n']} | {v['correct']} | {_pct(v['accuracy'])} |" for c, v in s["per_class"].items()]
     lines += ["", "Confusion (rows: gold, columns: predicted):", "",
@@ -1241,6 +1277,7 @@ def run_decisions(policy, items: Sequence[DecisionItem], *, today: str = TODAY, 
                         "id_correct": same_id(d.memory_id, it.target_id) if it.label in ("update", "delete")
                         and d.action == it.label else None,
                         "value_correct": value_check(it, d), "abstain_correct": abstain_check(it, d),
+                        "found_correct": found_check(it, d),
                         "prompt_tokens": comp.prompt_tokens, "seconds": round(time.perf_counter() - t0, 3)})
     if progress:
         progress(len(items), len(items), "done")
@@ -1250,7 +1287,8 @@ def run_decisions(policy, items: Sequence[DecisionItem], *, today: str = TODAY, 
 def parse_bench(text: str) -> list[str] | None:
     """``--bench`` text -> the decision splits to run, or None when it names no decisions bench.
     ``decisions`` = heldout and natural; ``decisions:SPLIT`` one split (comma-separate several);
-    ``decisions:variants`` held-out items of the variants (``VARIANTS``)."""
+    ``decisions:variants`` held-out items of the variants (``VARIANTS``); ``decisions:found``
+    held-out questions whose memory a search found (``found_items``)."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
     mine = [p for p in parts if p.partition(":")[0] == "decisions"]
     if not mine:
@@ -1283,6 +1321,8 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
             items = natural_items(budget)
         elif sp == "variants":
             items = generate(n, seed, "heldout", budget=budget, classes=tuple(VARIANTS))
+        elif sp == "found":
+            items = found_items(n, seed, budget=budget)
         else:
             items = generate(n, seed, sp, budget=budget)
         decisions, records = run_decisions(policy, items, today=today, budget=budget, guided=guided,
@@ -1305,6 +1345,6 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
 
 
 __all__ = ["BENCH_SPLITS", "CLASSES", "CYCLE", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "FACT_THINKS",
-           "LONG_THINKS", "POOLS", "PREDICTED", "UNKNOWN_REPLY", "VARIANTS", "abstain_check", "SPLITS", "TODAY", "carries_value", "classify", "classify_parsed", "est_tokens", "generate",
+           "LONG_THINKS", "POOLS", "PREDICTED", "UNKNOWN_REPLY", "VARIANTS", "abstain_check", "found_by_search", "found_check", "found_items", "SPLITS", "TODAY", "carries_value", "classify", "classify_parsed", "est_tokens", "generate",
            "messages", "natural_items", "oracle_call", "oracle_completion", "parse_bench", "render_report",
            "run_bench", "run_decisions", "same_id", "score", "search_step", "value_check"]

@@ -519,3 +519,24 @@ def test_context_usage_rounds_to_ten_percent_and_budget_reads_back():
     assert prompts.budget_of(prompts.render_system(today="2025-01-01", budget=2048, tool_schemas=[])) == 2048
     with pytest.raises(ValueError, match="context budget"):
         prompts.budget_of("You are helpful.")
+
+
+def test_found_items_put_the_memory_among_the_search_hits_and_not_known_is_wrong_there():
+    items = D.found_items(6, 1)
+    assert len(items) == 6 and len({it.id for it in items}) == 6
+    for it in items:
+        assert it.label == "answer" and it.basis == "memory" and it.id.endswith("+found")
+        assert it.target_id not in {m for m, _ in it.shown}       # found by the search, not shown
+        assert "Retrieve_memory" in it.after[0]["content"] and f"[{it.target_id}]" in it.after[1]["content"]
+        assert D.messages(it)[-1] == {"role": "tool", "content": it.after[1]["content"]}
+        assert D.classify(D.oracle_completion(it)).action == "answer"
+    it = items[0]
+    right = D.Decision(True, "answer", answer=it.gold)
+    told = D.Decision(True, "answer", answer=D.UNKNOWN_REPLY)
+    assert D.found_check(it, right) is True and D.found_check(it, told) is False
+    assert D.found_check(it, D.Decision(True, "retrieve")) is None
+    assert D.abstain_check(it, told) is None
+    s = D.score([it, it], [right, told])
+    assert s["found"] == {"n": 2, "correct": 1, "accuracy": 0.5} and s["accuracy"] == 1.0
+    assert "answers from what the search found (does not say it is unknown): 50.0 % (1/2)" in D.render_report(s)
+    assert D.parse_bench("decisions:found,decisions:variants") == ["found", "variants"]

@@ -46,7 +46,8 @@ def is_mistake(record: dict) -> bool:
     """A decision record (``run_decisions``) that is wrong: the action, the Update/Delete id,
     the new value in an Add/Update, or an answer that should have said it is not known."""
     return (not record["correct"] or record.get("id_correct") is False
-            or record.get("value_correct") is False or record.get("abstain_correct") is False)
+            or record.get("value_correct") is False or record.get("abstain_correct") is False
+            or record.get("found_correct") is False)
 
 
 def check_records(items: Sequence[D.DecisionItem], records: Sequence[dict]) -> None:

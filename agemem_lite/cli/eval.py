@@ -68,8 +68,9 @@ def _run_name(settings) -> str:
               help="Comma-separated benchmarks: hotpot, longmemeval (generated offline), or NAME:PATH for an "
                    "official file (hotpot:PATH, longmemeval:PATH, locomo:PATH); long-horizon environments "
                    "(" + ", ".join(harness.ENV_BENCHES) + "; pip install 'agemem-lite[envs]') score "
-                   "success / progress. decisions[:train|heldout|natural]: single protocol decisions "
-                   "(accuracy per action class; default heldout and natural, --n items per generated split).")
+                   "success / progress. decisions[:train|heldout|natural|variants|found]: single protocol decisions "
+                   "(accuracy per action class; default heldout and natural, --n items per generated split; "
+                   "found: questions whose memory a search found).")
 @click.option("--methods", default=None,
               help="Comma-separated methods. Default: all of " + ", ".join(METHODS) + ". Also mem0 and mem0-raw: "
                    "Mem0 OSS on the same GGUF through local llama.cpp servers, QA benchmarks only "
