@@ -126,9 +126,7 @@ def main() -> None:
     rows = []
     try:
         for k, turn in enumerate(turns):
-            msgs = list(turn.context)
-            for step, result in zip(turn.steps[:-1], turn.tool_results):
-                msgs += [{"role": "assistant", "content": step}, {"role": "tool", "content": result}]
+            msgs = turn.before_last_step()
             t = tasks[turn.item_id.removesuffix("+ret")]
             t0 = time.perf_counter()
             kind = t.metadata.get("type", "?")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,13 +34,15 @@ from .warm_start import step_pieces
 
 @dataclass(frozen=True)
 class Pair:
-    """One context, the step the oracle takes in it, and the one the policy took."""
+    """One context, the step the oracle takes in it, and the one the policy took; ``source`` says
+    which builder made it ("mistake", "anchor" or "reason")."""
 
     item_id: str
     label: str
     context: list[dict]
     chosen: str
     rejected: str
+    source: str = "mistake"
 
 
 def is_mistake(record: dict) -> bool:
@@ -108,7 +111,8 @@ def anchor_pairs(items: Sequence[D.DecisionItem], records: Sequence[dict], *, bu
         if is_mistake(rec) or (rejected := confused_step(it)) is None:
             continue
         ctx = D.messages(it, budget=budget, guided=False, count_tokens=context_usage)
-        pairs.append(Pair(it.id + "+anchor", it.label, ctx, D.oracle_completion(it, fact_think=fact_think), rejected))
+        pairs.append(Pair(it.id + "+anchor", it.label, ctx, D.oracle_completion(it, fact_think=fact_think), rejected,
+                          "anchor"))
     return pairs
 
 
@@ -137,19 +141,17 @@ def reason_pairs(pol, n: int, seed: int, *, bench: str = "longmemeval", log=prin
     pairs, records = [], []
     t0 = time.perf_counter()
     for turn in question_turns(n, seed, benches=(bench,), retrieve_share=1.0):
-        ctx = list(turn.context)
-        for step, result in zip(turn.steps[:-1], turn.tool_results):
-            ctx += [{"role": "assistant", "content": step}, {"role": "tool", "content": result}]
+        ctx = turn.before_last_step()
         task = tasks[turn.item_id.removesuffix("+ret")]
         text = pol.step(ctx).text
         answer = parse_step(text).answer
         em = answer_score(answer, task.answers, "em", unanswerable=task.unanswerable) if answer else 0.0
         kind = None
         if em < 1.0 and text.strip() != turn.steps[-1].strip():
-            pairs.append(Pair(turn.item_id, "answer", ctx, turn.steps[-1], text))
+            pairs.append(Pair(turn.item_id, "answer", ctx, turn.steps[-1], text, "reason"))
             kind = "mistake"
         elif em == 1.0 and not task.unanswerable:
-            pairs.append(Pair(turn.item_id + "+anchor", "answer", ctx, text, not_told_step()))
+            pairs.append(Pair(turn.item_id + "+anchor", "answer", ctx, text, not_told_step(), "reason"))
             kind = "anchor"
         records.append({"id": task.id, "type": task.metadata.get("type", "?"), "completion": text, "em": em,
                         "pair": kind})
@@ -360,9 +362,7 @@ def run_round(settings, out: Path, *, n: int, seed: int, records_file: Path | No
     except ValueError as e:           # every pair over max_tokens
         raise ConfigError(str(e)) from None
     left = set(summary["left_out_long"])
-    trained = [p for p in pairs if p.item_id not in left]
+    trained = Counter(p.source for p in pairs if p.item_id not in left)
     return {"items": len(items), "right_actions": sum(r["correct"] for r in records), "item_seed": seed,
-            "mistake_pairs": sum(not p.item_id.endswith("+anchor") for p in trained if p not in reason),
-            "anchor_pairs": sum(p.item_id.endswith("+anchor") for p in trained if p not in reason),
-            "reason_pairs": sum(p in reason for p in trained),
+            "mistake_pairs": trained["mistake"], "anchor_pairs": trained["anchor"], "reason_pairs": trained["reason"],
             "policy": spec.name, **summary}

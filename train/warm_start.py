@@ -73,6 +73,14 @@ class Turn:
     steps: list[str]
     tool_results: list[str]
 
+    def before_last_step(self) -> list[dict]:
+        """The messages the last step is written after: the context, then each earlier step and
+        its tool result (what a policy is measured on at that step)."""
+        msgs = list(self.context)
+        for step, result in zip(self.steps[:-1], self.tool_results):
+            msgs += [{"role": "assistant", "content": step}, {"role": "tool", "content": result}]
+        return msgs
+
 
 def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = False,
              long_think: str = "plain", fact_think: str = "plain") -> list[Turn]:
