@@ -325,6 +325,10 @@ def test_hybrid_surfaces_both_a_keyword_only_and_a_vector_only_match(store, unit
     assert all(h.similarity is not None for h in hits)
     vector_only = store.search(NS, "flowerpot key", q, top_k=3, mode="vector")
     assert "The spare key is under the blue flowerpot" not in [h.memory.content for h in vector_only]
+    # Hit.keyword: the BM25 list found it (a shared word), whatever its cosine
+    assert {h.memory.content: h.keyword for h in hits}["The spare key is under the blue flowerpot"] is True
+    assert {h.memory.content: h.keyword for h in hits}["Where things are kept in the house"] is False
+    assert not any(h.keyword for h in vector_only)
 
 
 def test_rrf_puts_a_memory_found_by_both_lists_first(store, unit_vectors):

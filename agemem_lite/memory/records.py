@@ -87,11 +87,13 @@ class Memory:
 
 @dataclass(frozen=True)
 class Hit:
-    """A search result: ``score`` ranks (RRF), ``similarity`` is the float cosine to the query."""
+    """A search result: ``score`` ranks (RRF), ``similarity`` is the float cosine to the query,
+    ``keyword`` says whether the BM25 list found it (it shares a word with the query)."""
 
     memory: Memory
     score: float
     similarity: float | None
+    keyword: bool = False
 
 
 @dataclass(frozen=True)

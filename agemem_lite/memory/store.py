@@ -317,7 +317,8 @@ class MemoryStore:
         ``metadata_filter`` is applied inside both searches, so whenever at least
         ``top_k`` memories match it, exactly ``top_k`` come back. ``Hit.score``
         is the RRF score in every mode; ``Hit.similarity`` is the float cosine
-        whenever a query embedding was given (also for keyword-found hits).
+        whenever a query embedding was given (also for keyword-found hits);
+        ``Hit.keyword`` is True for a hit the BM25 list found (not in vector mode).
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
@@ -343,7 +344,8 @@ class MemoryStore:
             missing = [m for m in ranked if m not in sims]
             if query is not None and missing:
                 sims.update(self._rescore(c, missing, query))
-        return [Hit(Memory._from_row(rows[m]), scores[m], sims.get(m)) for m in ranked]
+        words = set(kw_ids)
+        return [Hit(Memory._from_row(rows[m]), scores[m], sims.get(m), m in words) for m in ranked]
 
     def _vector_search(self, c, namespace: str, query: np.ndarray, n: int, top_k: int,
                        filt: Filter) -> builtins.list[tuple[int, float]]:
