@@ -30,7 +30,7 @@ from . import prompts
 from .config import Settings
 from .memory.stm import Context, choose_summary
 from .memory.store import MemoryStore
-from .memory.tools import TOOLS, ToolEnv, ToolResult, dispatch, grammar_schemas
+from .memory.tools import TOOLS, ToolEnv, ToolResult, dispatch, grammar_schemas, judged
 from .protocol import ToolCall, parse_step
 from .records import Step, Turn
 
@@ -51,10 +51,12 @@ class Agent:
     def __init__(self, policy, store: MemoryStore, embedder, settings: Settings, *,
                  today: str | None = None, demonstrations: bool = True, context_usage: bool = False,
                  approve: Callable[[ToolCall], bool] | None = None,
-                 tools: Sequence[str] | None = None):
+                 tools: Sequence[str] | None = None, judge: Callable[[str, str], float] | None = None):
         """``tools``: the tools the policy may call (None = all six, ``()`` = answer only).
         ``context_usage``: each user turn starts with how full the context is
-        (``prompts.render_context_usage``), for a policy trained to read it."""
+        (``prompts.render_context_usage``), for a policy trained to read it. ``judge``: a
+        ``relevance.RelevanceJudge`` that checks the hits of Retrieve_memory and of the memories
+        shown with a turn (``settings.relevance_judge_min``)."""
         if isinstance(tools, str):
             raise TypeError(f"tools={tools!r}: pass a sequence of tool names, e.g. ({tools!r},)")
         unknown = [] if tools is None else [t for t in tools if t not in TOOLS]
@@ -79,6 +81,7 @@ class Agent:
                            context=self.context, summarise=self._write_summary,
                            filter_threshold=settings.filter_threshold, default_top_k=settings.top_k,
                            min_similarity=settings.retrieve_min_similarity, approve=approve,
+                           judge=judge, judge_min=settings.relevance_judge_min,
                            allowed=None if tools is None else frozenset(self.tools),
                            usage=self._usage_line if context_usage else None)
         self.turns: list[Turn] = []
@@ -107,9 +110,10 @@ class Agent:
             return []
         hits = self.store.search(self.settings.namespace, text, self.embedder.embed_one(text), top_k=k)
         floor = self.settings.auto_retrieve_min_similarity
+        hits, _ = judged([h for h in hits if h.similarity is None or h.similarity >= floor], text,
+                         self.env.judge, self.env.judge_min, k)
         return [{"id": h.memory.id, "content": h.memory.content, "score": h.score,
-                 "similarity": h.similarity}
-                for h in hits if h.similarity is None or h.similarity >= floor]
+                 "similarity": h.similarity} for h in hits]
 
     def turn(self, user_text: str, *, on_text: Callable[[str], None] | None = None,
              on_step: Callable[[Step], None] | None = None,

@@ -12,6 +12,7 @@ from typing import Callable
 from .agent import Agent
 from .config import Settings
 from .embed import load_embedder
+from .memory.relevance import RelevanceJudge, judge_model, load_judge
 from .memory.store import MemoryStore
 from .memory.tools import grammar_schemas
 from .model_files import adapter_path, check_adapter, get_spec, resolve
@@ -72,11 +73,14 @@ class Assistant:
     policy: LlamaPolicy
     embedder: object
     store: MemoryStore
+    judge: RelevanceJudge | None = None
 
     def close(self) -> None:
         self.store.close()
         self.policy.close()
         self.embedder.close()
+        if self.judge is not None:
+            self.judge.close()
 
     def __enter__(self) -> "Assistant":
         return self
@@ -92,15 +96,20 @@ def open_store(settings: Settings) -> MemoryStore:
 
 
 def open_assistant(settings: Settings, *, progress: Progress | None = None, approve=None) -> Assistant:
-    """Load policy + embedder + store and build the agent."""
+    """Load policy + embedder + store (+ the relevance judge when set) and build the agent."""
+    judge_model(settings)   # a bad name fails before anything loads
     embedder = load_embedder(settings, progress=progress)
+    policy = judge = None
     try:
         policy = open_policy(settings, progress=progress)
+        judge = load_judge(settings, progress=progress)
     except BaseException:
         embedder.close()
+        if policy is not None:
+            policy.close()
         raise
     store = open_store(settings)
     agent = Agent(policy, store, embedder, settings, demonstrations=wants_demonstrations(settings),
-                  context_usage=wants_context_usage(settings), approve=approve)
+                  context_usage=wants_context_usage(settings), approve=approve, judge=judge)
     agent.warm(settings.data_dir / "cache")
-    return Assistant(agent, policy, embedder, store)
+    return Assistant(agent, policy, embedder, store, judge)

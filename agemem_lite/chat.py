@@ -211,7 +211,7 @@ class ChatSession:
             old_agent = self.agent
             agent = Agent(new, self.store, self.assistant.embedder, self.settings,
                           demonstrations=wants_demonstrations(self.settings, name),
-                          context_usage=wants_context_usage(self.settings, name))
+                          context_usage=wants_context_usage(self.settings, name), judge=self.assistant.judge)
             agent.load_conversation(old_agent.conversation(), old_agent.env.seen_ids)
             agent.warm(self.settings.data_dir / "cache")
             old_policy = self.assistant.policy

@@ -143,47 +143,19 @@ def measure(groups, embedder) -> list[dict]:
     return pairs
 
 
-#: The judge's worked examples: the same person or thing asked about, or another one.
-JUDGE_SHOTS = [("Where does my brother live?", "The user's brother Tom lives in Oslo.", "Yes"),
-               ("What is my cat's name?", "The user's dentist is Dr. Lee.", "No"),
-               ("What do I do for work?", "The user is a primary school teacher.", "Yes"),
-               ("When is my mother's birthday?", "The user's father was born on 2 May.", "No"),
-               ("Can I eat shrimp?", "The user is allergic to shellfish.", "Yes"),
-               ("What car do I drive?", "The user's sister lives in Lyon.", "No")]
-JUDGE_SYSTEM = ("You check whether a stored memory about the user holds the answer to a question. A memory "
-                "about a different person, pet or thing does not. Reply with Yes or No only.")
-
-
-def _judge_turn(query: str, memory: str) -> str:
-    return (f"<|im_start|>user\nQuestion: {query}\nMemory: {memory}\nDoes this memory answer the question?"
-            "<|im_end|>\n<|im_start|>assistant\n")
-
-
 def judge(pairs: list[dict], model_path: str, floor: float) -> None:
-    """Add ``judge`` (logit of "Yes" minus "No", few-shot, ChatML) to each pair at or above the
-    cosine ``floor``: can the policy's own base model (or a larger one) tell an answer from a
-    look-alike where the cosine cannot? The worked examples stay in the KV cache."""
-    import ctypes
+    """Add ``judge`` (``relevance.RelevanceJudge``: the Yes − No logit of a few-shot prompt) to each
+    pair at or above the cosine ``floor``: can the policy's own base model (or a larger one) tell
+    an answer from another memory where the cosine cannot?"""
+    from agemem_lite.memory.relevance import RelevanceJudge
 
-    import llama_cpp
-    import numpy as np
-
-    llm = llama_cpp.Llama(model_path, n_ctx=2048, n_threads=None, verbose=False)
-    vocab = llama_cpp.llama_n_vocab(llama_cpp.llama_model_get_vocab(llm.model))
-    yes, no = (llm.tokenize(w, add_bos=False, special=False)[0] for w in (b"Yes", b"No"))
-    prefix = (f"<|im_start|>system\n{JUDGE_SYSTEM}<|im_end|>\n"
-              + "".join(_judge_turn(q, m) + a + "<|im_end|>\n" for q, m, a in JUDGE_SHOTS))
-    pre = llm.tokenize(prefix.encode(), add_bos=False, special=True)
-    llm.reset()
-    llm.eval(pre)
-    for p in pairs:
-        if p["similarity"] < floor:
-            continue
-        llm.n_tokens = len(pre)   # drop the last pair's tokens, keep the shots
-        llm.eval(llm.tokenize(_judge_turn(p["query"], p["memory"][:600]).encode(), add_bos=False, special=True))
-        logits = np.ctypeslib.as_array(ctypes.cast(llama_cpp.llama_get_logits_ith(llm.ctx, -1),
-                                                   ctypes.POINTER(ctypes.c_float)), shape=(vocab,))
-        p["judge"] = float(logits[yes] - logits[no])
+    j = RelevanceJudge(model_path)
+    try:
+        for p in pairs:
+            if p["similarity"] >= floor:
+                p["judge"] = j(p["query"], p["memory"])
+    finally:
+        j.close()
 
 
 def _auc(pos: list[float], neg: list[float]) -> float:

@@ -122,13 +122,14 @@ class AgememApp(App):
 
     # -- state shown in the header -------------------------------------------------------------
     def session_changed(self) -> None:
-        """Header: policy, namespace, session and approval mode."""
+        """Header: policy, namespace, session, approval mode and the relevance check when on."""
         chat = self.chat
         if chat is None:
             return
         name = chat.session.name if chat.session else "new session"
         self.title = f"agemem-lite · {chat.policy_name}"
-        self.sub_title = f"{self.settings.namespace} · {name} · approval: {chat.approval_mode}"
+        judge = f" · relevance check: {self.settings.relevance_judge}" if self.settings.relevance_judge else ""
+        self.sub_title = f"{self.settings.namespace} · {name} · approval: {chat.approval_mode}{judge}"
         self.chat_screen.refresh_meter()
 
     def memory_changed(self) -> None:

@@ -120,7 +120,8 @@ def _plain_chat(ctx, resume_id: int | None) -> None:
             for t in session.resume(resume_id):
                 click.echo(f"you> {t.user}")
                 click.echo(f"assistant> {t.answer if not t.cancelled else '(cancelled)'}")
-        click.echo(f"agemem-lite · policy {s.policy} · embedder {s.embedder} · namespace {s.namespace} · "
+        judge = f" · relevance check {s.relevance_judge}" if s.relevance_judge else ""
+        click.echo(f"agemem-lite · policy {s.policy} · embedder {s.embedder}{judge} · namespace {s.namespace} · "
                    f"{a.store.count(s.namespace)} memories · data {s.data_dir}")
         click.echo("Type a message. /memories lists memories, /exit quits.")
         while True:

@@ -49,6 +49,10 @@ class ToolEnv:
     #: Without it, top_k fills with whatever is stored, and a small policy copies the
     #: unrelated line it was handed (docs/training.md, "Relevance floor").
     min_similarity: float = -1.0
+    #: optional second opinion on each hit past the floor (``relevance.RelevanceJudge``):
+    #: (query, memory text) → score; a hit scoring below ``judge_min`` is not listed
+    judge: Callable[[str, str], float] | None = None
+    judge_min: float = -1.0
     actor: str = "agent"
     #: memory ids the model has seen in this context (SPEC §2: ids come from a retrieval)
     seen_ids: set[str] = field(default_factory=set)
@@ -240,7 +244,8 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
         if flt is None:
             raise
         raise ToolCallError(f"bad metadata_filter: {e}") from None
-    hits = [h for h in found if h.similarity is None or h.similarity >= env.min_similarity][:top_k]
+    passing = [h for h in found if h.similarity is None or h.similarity >= env.min_similarity]
+    hits, judged_out = judged(passing, query, env.judge, env.judge_min, top_k)
     for h in hits:
         env.seen_ids.add(h.memory.id)
     text = prompts.render_search_hits((h.memory.id, h.memory.content) for h in hits)
@@ -248,7 +253,25 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
                       {"query": query, "hits": [{"memory": h.memory.to_dict(), "score": h.score,
                                                  "similarity": h.similarity} for h in hits],
                        "below_floor": sum(1 for h in found
-                                          if h.similarity is not None and h.similarity < env.min_similarity)})
+                                          if h.similarity is not None and h.similarity < env.min_similarity),
+                       "judged_out": judged_out})
+
+
+def judged(hits: list, query: str, judge: Callable[[str, str], float] | None, judge_min: float,
+           k: int) -> tuple[list, int]:
+    """The first ``k`` hits the judge keeps (all of the first ``k`` without one), and how many
+    it dropped on the way: each hit costs the judge a forward pass, so it stops at ``k``."""
+    if judge is None:
+        return hits[:k], 0
+    kept, dropped = [], 0
+    for h in hits:
+        if len(kept) == k:
+            break
+        if judge(query, h.memory.content) >= judge_min:
+            kept.append(h)
+        else:
+            dropped += 1
+    return kept, dropped
 
 
 def summary_context(env: ToolEnv, args: dict) -> ToolResult:

@@ -1,0 +1,136 @@
+"""The opt-in relevance judge: a second model's Yes − No on each search hit past the floor."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from agemem_lite.agent import Agent
+from agemem_lite.errors import ConfigError
+from agemem_lite.memory.relevance import RelevanceJudge, load_judge
+from agemem_lite.memory.tools import judged
+from agemem_lite.model_files import model_path, resolve
+from scripted import ScriptedPolicy
+from test_tools import add, call, make_env
+
+DENTIST = "The user's dentist is Dr. Okafor, whose office is in Leeds."
+
+
+@pytest.fixture(scope="module")
+def small_judge(settings):
+    """SmolLM2-135M as the judge: a real model, fast; its verdicts are not meant to be good."""
+    j = RelevanceJudge(resolve(settings, "smollm2-135m"), n_threads=2)
+    yield j
+    j.close()
+
+
+def test_judged_stops_at_k_and_counts_what_it_dropped():
+    @dataclasses.dataclass
+    class M:
+        content: str
+
+    @dataclasses.dataclass
+    class H:
+        memory: M
+
+    hits = [H(M(t)) for t in ("a yes", "b no", "c yes", "d yes", "e no")]
+    asked = []
+
+    def judge(query, memory):
+        asked.append(memory)
+        return 1.0 if "yes" in memory else -5.0
+
+    kept, dropped = judged(hits, "q", judge, -1.0, 2)
+    assert [h.memory.content for h in kept] == ["a yes", "c yes"] and dropped == 1
+    assert asked == ["a yes", "b no", "c yes"]   # no forward pass once k are kept
+    assert judged(hits, "q", None, -1.0, 2) == (hits[:2], 0)
+
+
+def test_a_score_does_not_depend_on_the_hit_judged_before(small_judge, settings):
+    """The worked examples stay cached and each hit's tokens are dropped after it: the same
+    pair scores the same after another pair, and as a fresh model given the whole prompt."""
+    first = small_judge("Who is my dentist?", DENTIST)
+    other = small_judge("What is my dog's name?", "The user's cat Miso is four years old.")
+    assert math.isfinite(first) and math.isfinite(other) and first != other
+    assert small_judge("Who is my dentist?", DENTIST) == pytest.approx(first, abs=1e-4)
+    fresh = RelevanceJudge(resolve(settings, "smollm2-135m"), n_threads=2)
+    try:
+        assert fresh("Who is my dentist?", DENTIST) == pytest.approx(first, abs=1e-3)
+    finally:
+        fresh.close()
+
+
+def test_retrieve_memory_lists_only_hits_the_judge_keeps(store, embedder, small_judge):
+    writer = make_env(store, embedder)
+    dentist = add(writer, DENTIST)
+    add(writer, "The user's dentist appointment is on Friday at 10.")
+    everything = call(make_env(store, embedder, min_similarity=0.2, judge=small_judge, judge_min=-math.inf),
+                      "Retrieve_memory", query="Who is my dentist?")
+    assert len(everything.data["hits"]) == 2 and everything.data["judged_out"] == 0
+    strict = make_env(store, embedder, min_similarity=0.2, judge=small_judge, judge_min=math.inf)
+    r = call(strict, "Retrieve_memory", query="Who is my dentist?")
+    assert r.ok and r.text == "no memories found" and r.data["judged_out"] == 2
+    assert dentist not in strict.seen_ids   # a dropped hit's id cannot be updated or deleted
+
+
+def test_the_memories_shown_with_a_turn_pass_the_judge_too(store, embedder, settings, small_judge):
+    add(make_env(store, embedder), DENTIST)
+    s = dataclasses.replace(settings, relevance_judge_min=math.inf)
+    agent = Agent(ScriptedPolicy([]), store, embedder, s, demonstrations=False, judge=small_judge)
+    assert agent.related_memories("Who is my dentist?") == []
+    s = dataclasses.replace(settings, relevance_judge_min=-math.inf)
+    agent = Agent(ScriptedPolicy([]), store, embedder, s, demonstrations=False, judge=small_judge)
+    assert [m["content"] for m in agent.related_memories("Who is my dentist?")] == [DENTIST]
+
+
+def test_load_judge_is_off_by_default_and_refuses_an_embedder(settings):
+    assert settings.relevance_judge == "" and load_judge(settings) is None
+    with pytest.raises(ConfigError, match="relevance_judge='minilm-l6-v2' is an embedder"):
+        load_judge(dataclasses.replace(settings, relevance_judge="minilm-l6-v2"))
+
+
+def test_a_bad_judge_name_in_config_is_one_line_before_any_model_loads(tmp_path):
+    from click.testing import CliRunner
+
+    from agemem_lite.cli import main
+
+    (tmp_path / "config.toml").write_text('relevance_judge = "minilm-l6-v2"\n')
+    r = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "chat", "--plain"], input="/exit\n")
+    assert r.exit_code == 1
+    assert r.output.strip() == ("Error: relevance_judge='minilm-l6-v2' is an embedder; "
+                                "name a chat model (e.g. qwen2.5-coder-1.5b)")
+    assert not (tmp_path / "models").exists()   # nothing was assembled
+    (tmp_path / "config.toml").write_text('relevance_judge = "qwen-nope"\n')
+    r = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "chat", "--plain"], input="/exit\n")
+    assert r.exit_code == 1 and r.output.startswith("Error: relevance_judge: unknown model 'qwen-nope'")
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_a_missing_judge_file_is_one_clear_error(tmp_path):
+    from agemem_lite.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="model file not found"):
+        RelevanceJudge(tmp_path / "absent.gguf")
+
+
+def test_the_1_5b_judge_drops_the_readme_dog_question_and_keeps_the_answers(settings):
+    """The model whose verdicts the bench measured (docs/training.md, "What a search lets
+    through"). Its 1.1 GB file is not fetched by the test command; the test runs where it is."""
+    from agemem_lite.config import Settings
+    from agemem_lite.model_files import get_spec
+
+    path = model_path(Settings.load(), get_spec(settings, "qwen2.5-coder-1.5b"))   # the user's data dir
+    if not path.is_file():
+        pytest.skip("qwen2.5-coder-1.5b is not pulled here (agemem models pull qwen2.5-coder-1.5b)")
+    j = RelevanceJudge(path, n_threads=2)
+    try:
+        dog = j("What is my dog's name?", "My dentist is Dr. Patel in Leeds.")
+        kept = [j("Who is my dentist?", "My dentist is Dr. Patel in Leeds."),
+                j("Where does my sister live?", "My sister Ana lives in Porto."),
+                j("What do I do for a living?", "I work as a nurse at St Mary's hospital.")]
+    finally:
+        j.close()
+    assert dog < settings.relevance_judge_min   # dropped at the default -1
+    assert min(kept) >= settings.relevance_judge_min
