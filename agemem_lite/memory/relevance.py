@@ -31,8 +31,8 @@ SHOTS = (("Where does my brother live?", "The user's brother Tom lives in Oslo."
          ("What car do I drive?", "The user's sister lives in Lyon.", "No"))
 SYSTEM = ("You check whether a stored memory about the user holds the answer to a question. A memory "
           "about a different person, pet or thing does not. Reply with Yes or No only.")
-#: Characters of a query / memory the judge reads (a LongMemEval turn can be long; the
-#: first 600 characters hold the fact in every pair the bench measured).
+#: Characters of a query / memory the judge reads: a LongMemEval turn or a HotpotQA paragraph
+#: can be long, and the bench's numbers were measured with these cuts.
 MAX_QUERY_CHARS, MAX_MEMORY_CHARS = 300, 600
 
 
