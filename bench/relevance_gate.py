@@ -210,8 +210,8 @@ def print_table(pairs: list[dict]) -> None:
                          for xs, want in ((pos, True), ([p for p in neg if p["label"] == "other"], False),
                                           ([p for p in neg if p["label"] == "look-alike"], False))]
                 cells.append(" / ".join(parts))
-            print(f"| {source} | {len(pos)} | {len(neg)} | {_auc([p['judge'] for p in pos], [p['judge'] for p in neg]):.3f} "
-                  f"| {_auc([p['similarity'] for p in pos], [p['similarity'] for p in neg]):.3f} | " + " | ".join(cells) + " |")
+            aucs = [_auc([p[key] for p in pos], [p[key] for p in neg]) for key in ("judge", "similarity")]
+            print(f"| {source} | {len(pos)} | {len(neg)} | {aucs[0]:.3f} | {aucs[1]:.3f} | " + " | ".join(cells) + " |")
     answers = [p for p in pairs if p["label"] == "answer"]
     print(f"\nanswering memories the keyword list found: {sum(p['keyword'] for p in answers)}/{len(answers)}; "
           f"other memories it found: {sum(p['keyword'] for p in pairs if p['label'] == 'other')}/"
