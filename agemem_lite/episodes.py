@@ -94,6 +94,8 @@ class EpisodeConfig:
     short_answer: bool = _f(True, "Stage 3 asks for the answer only, a short phrase "
                             "(prompts.render_question); False asks the bare question.", "§4")
     today: str = _f("", "ISO date shown in the system prompt; empty = the real date.", "§3")
+    relevance_judge: str = _f("", "A second model that checks each search hit past the floor "
+                              "(Settings.relevance_judge; the episode is given it opened); '' is off.", "§2")
     seed: int = _f(0, "Rollout seed: names the default namespace (one per rollout of a task).")
     reward: RewardConfig = _f(RewardConfig, "Weights and offline judges of the trajectory reward.", "§5")
 
@@ -254,12 +256,16 @@ def _settings(settings: Settings | None, policy, cfg: EpisodeConfig, namespace: 
 
 def run_episode(policy, store, embedder, task: EpisodeTask, config: EpisodeConfig | None = None, *,
                 settings: Settings | None = None, namespace: str | None = None,
-                on_step: Callable[[Step], None] | None = None) -> Episode:
+                on_step: Callable[[Step], None] | None = None, judge=None) -> Episode:
     """Run ``task`` through the three stages with ``config.method``; score it (SPEC §4-§5).
 
     ``settings`` supplies what the config does not (n_ctx, generation caps, the
-    retrieval similarity floor); ``on_step`` sees each step as it is recorded."""
+    retrieval similarity floor); ``on_step`` sees each step as it is recorded; ``judge``
+    is the opened ``relevance.RelevanceJudge`` that ``config.relevance_judge`` names."""
     cfg = config or EpisodeConfig()
+    if bool(cfg.relevance_judge) != (judge is not None):
+        raise ValueError(f"relevance_judge={cfg.relevance_judge!r}: pass the opened judge exactly when "
+                         "the config names one")
     method = METHODS[cfg.method]
     ns = namespace or f"ep:{task.id}:{method.name}:{cfg.seed}"
     if store.count(ns):
@@ -267,7 +273,7 @@ def run_episode(policy, store, embedder, task: EpisodeTask, config: EpisodeConfi
                          "with an empty LTM (SPEC §4); pass another namespace or seed")
     s = _settings(settings, policy, cfg, ns, cfg.max_steps_per_turn if method.tools else 1)
     agent = Agent(policy, store, embedder, s, today=cfg.today or None, demonstrations=cfg.demonstrations,
-                  context_usage=cfg.context_usage, tools=method.tools)
+                  context_usage=cfg.context_usage, tools=method.tools, judge=judge)
     retrieval = method.retrieval_stages(cfg.stage1_retrieval)
     stages: dict[str, list[Turn]] = {st: [] for st in STAGES}
     t0 = time.perf_counter()

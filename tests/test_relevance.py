@@ -134,3 +134,33 @@ def test_the_1_5b_judge_drops_the_readme_dog_question_and_keeps_the_answers(sett
         j.close()
     assert dog < settings.relevance_judge_min   # dropped at the default -1
     assert min(kept) >= settings.relevance_judge_min
+
+
+def test_eval_opens_the_judge_once_and_gives_it_to_every_episode(embedder, settings, tmp_path, small_judge):
+    """``agemem eval --relevance-judge``: one judge for the run, its name in the run's identity."""
+    import json
+
+    from agemem_lite.eval import harness
+    from test_eval import CFG, oracle
+
+    class Counting:
+        calls, closed = 0, False
+
+        def __call__(self, query, memory):
+            Counting.calls += 1
+            return small_judge(query, memory)
+
+        def close(self):
+            Counting.closed = True
+
+    opened = []
+    cfg = dataclasses.replace(CFG, relevance_judge="smollm2-135m")
+    res = harness.run_eval(oracle(["hotpot"], 2, 0, embedder), embedder, ["hotpot"], "agemem", n=2, seed=0,
+                           out_dir=tmp_path / "run", config=cfg, settings=settings,
+                           relevance=lambda: opened.append(Counting()) or opened[-1])
+    assert res.ran == 2 and len(opened) == 1 and Counting.calls > 0 and Counting.closed
+    manifest = json.loads((tmp_path / "run" / harness.MANIFEST).read_text())
+    assert manifest["identity"]["config"]["relevance_judge"] == "smollm2-135m"
+    with pytest.raises(ValueError, match="go together"):
+        harness.run_eval(oracle(["hotpot"], 1, 0, embedder), embedder, ["hotpot"], "agemem", n=1, seed=0,
+                         out_dir=tmp_path / "other", config=CFG, settings=settings, relevance=lambda: small_judge)

@@ -18,6 +18,7 @@ from ..episodes import EpisodeConfig
 from ..errors import ConfigError
 from ..eval import harness, mem0_peer, report
 from ..eval.judges import LLMJudge
+from ..memory.relevance import judge_model, load_judge
 from ..model_files import adapter_path, check_adapter, get_spec, resolve, sha256_file
 from . import pass_ctx
 from .models import _progress_bar
@@ -87,12 +88,16 @@ def _run_name(settings) -> str:
               help="Output folder (rerun to continue it). Default: <data dir>/eval/<policy>-seed<seed>.")
 @click.option("--judge", default=None, metavar="llm:NAME",
               help="Also judge answers with a local model (yes/no), e.g. llm:qwen2.5-coder-0.5b. Off by default.")
+@click.option("--relevance-judge", default=None, metavar="NAME",
+              help="A second model checks each search hit past the cosine floor (the chat's relevance_judge "
+                   "setting), e.g. qwen2.5-coder-1.5b. Off by default.")
 @click.option("--max-steps", type=click.IntRange(1, 50), default=None, help="Step limit per turn (default 6).")
 @click.option("--n-max", type=click.IntRange(1, 100), default=None, help="N_max: most turns per stage (default 8).")
 @click.option("--max-env-turns", type=click.IntRange(1, 500), default=None,
               help="Environments: most game turns, one action each (default 30).")
 @pass_ctx
-def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, max_steps, n_max, max_env_turns) -> None:
+def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, relevance_judge, max_steps, n_max,
+             max_env_turns) -> None:
     """Run three-stage episodes per benchmark and method; write JSON traces, report.md and plots.
 
     Resumable: finished episodes are loaded from --out, not rerun. Prints Table 2
@@ -119,12 +124,15 @@ def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, max_st
         if kind != "llm" or not judge_name:
             raise ConfigError(f"--judge {judge!r}: use llm:NAME with a policy model name")
         _check_policy(s, judge_name)
+    if relevance_judge is not None:
+        s.relevance_judge = relevance_judge
+        judge_model(s)   # one line for a name that is not a chat model
     run_name = _run_name(s)
     out = out or s.data_dir / "eval" / f"{run_name}-seed{seed}"
     defaults = EpisodeConfig()
     cfg = EpisodeConfig(n_max=n_max or defaults.n_max, max_steps_per_turn=max_steps or defaults.max_steps_per_turn,
                         t_max=min(defaults.t_max, s.n_ctx), demonstrations=wants_demonstrations(s),
-                        context_usage=wants_context_usage(s))
+                        context_usage=wants_context_usage(s), relevance_judge=relevance_judge or "")
     env_cfg = EnvConfig(max_env_turns=max_env_turns or EnvConfig().max_env_turns)
     peer = _mem0_peer(s, out) if any(m in mem0_peer.PEER_METHODS for m in names) else None
     with _progress_bar("preparing embedder") as progress:
@@ -134,7 +142,8 @@ def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, max_st
         with _episode_bar("eval") as progress:
             result = harness.run_eval(lambda: open_policy(s), embedder, specs, names, n=n, seed=seed, out_dir=out,
                                       settings=s, config=cfg, env_config=env_cfg, judge=llm_judge,
-                                      policy_name=run_name, progress=progress, peer=peer)
+                                      policy_name=run_name, progress=progress, peer=peer,
+                                      relevance=(lambda: load_judge(s)) if relevance_judge else None)
     finally:
         embedder.close()
         if llm_judge:

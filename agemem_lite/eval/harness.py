@@ -349,14 +349,14 @@ class EvalResult:
 
 
 def _run_one(policy, embedder, task: EpisodeTask | EnvTask, cfg: EpisodeConfig, settings, scratch: Path,
-             env_config: EnvConfig) -> Episode | EnvEpisode:
+             env_config: EnvConfig, relevance=None) -> Episode | EnvEpisode:
     """One episode (a game for an ``EnvTask``) on a fresh store file (ids from mem_1), deleted afterwards."""
     db = scratch / "episode.db"
     store = MemoryStore(db, dim=getattr(embedder, "dim", 384), synchronous="NORMAL")
     try:
         if isinstance(task, EnvTask):
             return run_env_episode(policy, store, embedder, task, cfg, env_config, settings=settings)
-        return run_episode(policy, store, embedder, task, cfg, settings=settings)
+        return run_episode(policy, store, embedder, task, cfg, settings=settings, judge=relevance)
     finally:
         store.close()
         for p in scratch.glob("episode.db*"):
@@ -366,7 +366,8 @@ def _run_one(policy, embedder, task: EpisodeTask | EnvTask, cfg: EpisodeConfig, 
 def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods=None, *, n: int,
              seed: int = 0, out_dir: str | Path, settings=None, config: EpisodeConfig | None = None,
              env_config: EnvConfig | None = None, judge=None, policy_name: str | None = None,
-             progress: Progress | None = None, peer: Callable[[], object] | None = None) -> EvalResult:
+             progress: Progress | None = None, peer: Callable[[], object] | None = None,
+             relevance: Callable[[], object] | None = None) -> EvalResult:
     """Run (or load) every (bench, task, method) episode; write one JSON per episode.
 
     ``policy``: an open policy, or a zero-argument function that opens one on the first
@@ -378,7 +379,9 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
     ``peer``: for the Mem0 methods (``mem0_peer.PEER_METHODS``), a zero-argument function
     giving a context manager whose value runs a task (``mem0_peer.Mem0Session``), entered
     on the first Mem0 episode that must run. The peer answers QA tasks only: (environment
-    bench, Mem0 method) pairs are left out of the run.
+    bench, Mem0 method) pairs are left out of the run. ``relevance``: a zero-argument function
+    opening the ``relevance.RelevanceJudge`` that ``config.relevance_judge`` names (QA episodes;
+    opened on the first one that must run).
     """
     specs = parse_benches(benches) if isinstance(benches, str) else \
         [parse_bench(b) if isinstance(b, str) else b for b in benches]
@@ -407,7 +410,9 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
                 {"date": datetime.now().isoformat(timespec="seconds"), "n": n,
                  "benches": [s.label for s in specs], "methods": names,
                  "judge": judge.name if judge else None, "machine": machine()})
-    opened, session, records, ran = None, None, [], 0
+    if bool(cfg.relevance_judge) != (relevance is not None):
+        raise ValueError("config.relevance_judge and `relevance` (its opener) go together")
+    opened, session, records, ran, checker = None, None, [], 0, None
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=out))
     stack = contextlib.ExitStack()
     try:
@@ -428,8 +433,10 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
                 else:
                     if opener and opened is None:
                         opened = opener()
+                    if relevance and checker is None and not isinstance(task, EnvTask):
+                        checker = relevance()
                     ep = _run_one(opened or policy, embedder, task, dataclasses.replace(cfg, method=method),
-                                  settings, scratch, ecfg)
+                                  settings, scratch, ecfg, checker)
                     if isinstance(ep, EnvEpisode):
                         rec = env_benches.make_env_record(bench, task, ep, seed=seed,
                                                           policy=name)
@@ -447,6 +454,8 @@ def run_eval(policy, embedder, benches: Sequence[BenchSpec | str] | str, methods
         shutil.rmtree(scratch, ignore_errors=True)
         if opened is not None:
             opened.close()
+        if checker is not None:
+            checker.close()
     return EvalResult(out, records, ran, len(records) - ran)
 
 
