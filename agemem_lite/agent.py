@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 from . import prompts
 from .config import Settings
+from .memory.relevance import question_of
 from .memory.stm import Context, choose_summary
 from .memory.store import MemoryStore
 from .memory.tools import TOOLS, ToolEnv, ToolResult, dispatch, grammar_schemas, judged
@@ -110,8 +111,9 @@ class Agent:
             return []
         hits = self.store.search(self.settings.namespace, text, self.embedder.embed_one(text), top_k=k)
         floor = self.settings.auto_retrieve_min_similarity
-        hits, _ = judged([h for h in hits if h.similarity is None or h.similarity >= floor], text,
-                         self.env.judge, self.env.judge_min, k)
+        question = question_of(text)
+        hits, _ = judged([h for h in hits if h.similarity is None or h.similarity >= floor], question or text,
+                         self.env.judge if question else None, self.env.judge_min, k)
         return [{"id": h.memory.id, "content": h.memory.content, "score": h.score,
                  "similarity": h.similarity} for h in hits]
 
@@ -138,6 +140,7 @@ class Agent:
             use_tools(grammar_schemas(self.tools))
         mark = len(self.context.messages)
         seen_before = set(self.env.seen_ids)
+        self.env.judge_question = question_of(user_text)
         related = self.related_memories(user_text) if show_related else []
         for r in related:
             self.env.seen_ids.add(r["id"])

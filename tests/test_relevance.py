@@ -66,13 +66,20 @@ def test_retrieve_memory_lists_only_hits_the_judge_keeps(store, embedder, small_
     writer = make_env(store, embedder)
     dentist = add(writer, DENTIST)
     add(writer, "The user's dentist appointment is on Friday at 10.")
-    everything = call(make_env(store, embedder, min_similarity=0.2, judge=small_judge, judge_min=-math.inf),
-                      "Retrieve_memory", query="Who is my dentist?")
+    question = "Who is my dentist?"
+    everything = call(make_env(store, embedder, min_similarity=0.2, judge=small_judge, judge_min=-math.inf,
+                               judge_question=question), "Retrieve_memory", query="dentist")
     assert len(everything.data["hits"]) == 2 and everything.data["judged_out"] == 0
-    strict = make_env(store, embedder, min_similarity=0.2, judge=small_judge, judge_min=math.inf)
-    r = call(strict, "Retrieve_memory", query="Who is my dentist?")
+    strict = make_env(store, embedder, min_similarity=0.2, judge=small_judge, judge_min=math.inf,
+                      judge_question=question)
+    r = call(strict, "Retrieve_memory", query="dentist")
     assert r.ok and r.text == "no memories found" and r.data["judged_out"] == 2
     assert dentist not in strict.seen_ids   # a dropped hit's id cannot be updated or deleted
+    # a statement's turn is not judged: "my dentist is now Dr. Khan" must still find the old fact
+    statement = make_env(store, embedder, min_similarity=0.2, judge=small_judge, judge_min=math.inf,
+                         judge_question=None)
+    r = call(statement, "Retrieve_memory", query="dentist")
+    assert len(r.data["hits"]) == 2 and r.data["judged_out"] == 0 and dentist in statement.seen_ids
 
 
 def test_the_memories_shown_with_a_turn_pass_the_judge_too(store, embedder, settings, small_judge):
@@ -80,9 +87,34 @@ def test_the_memories_shown_with_a_turn_pass_the_judge_too(store, embedder, sett
     s = dataclasses.replace(settings, relevance_judge_min=math.inf)
     agent = Agent(ScriptedPolicy([]), store, embedder, s, demonstrations=False, judge=small_judge)
     assert agent.related_memories("Who is my dentist?") == []
+    # a statement is not judged: the fact it changes stays in view for an Update
+    assert [m["content"] for m in agent.related_memories("My dentist is now Dr. Khan.")] == [DENTIST]
     s = dataclasses.replace(settings, relevance_judge_min=-math.inf)
     agent = Agent(ScriptedPolicy([]), store, embedder, s, demonstrations=False, judge=small_judge)
     assert [m["content"] for m in agent.related_memories("Who is my dentist?")] == [DENTIST]
+
+
+def test_a_turn_judges_its_searches_against_the_user_question(store, embedder, settings, small_judge):
+    """``Agent.turn`` hands the judge the user's question (not the policy's search phrase), and
+    leaves a statement's searches unjudged."""
+    from agemem_lite.protocol import render_step
+
+    add(make_env(store, embedder), DENTIST)
+    search = render_step("search", calls=[{"name": "Retrieve_memory", "arguments": {"query": "dentist"}}])
+    asked = []
+
+    def judge(query, memory):
+        asked.append(query)
+        return small_judge(query, memory)
+
+    s = dataclasses.replace(settings, relevance_judge_min=math.inf)
+    agent = Agent(ScriptedPolicy([search, render_step("ok", answer="Not told.")] * 2), store, embedder, s,
+                  demonstrations=False, judge=judge)
+    t = agent.turn("Who is my dentist?", show_related=False)
+    assert t.steps[0].results[0]["data"]["judged_out"] == 1 and asked == ["Who is my dentist?"]
+    t = agent.turn("My dentist moved to York.", show_related=False)
+    assert t.steps[0].results[0]["data"]["judged_out"] == 0 and len(t.steps[0].results[0]["data"]["hits"]) == 1
+    assert asked == ["Who is my dentist?"]
 
 
 def test_load_judge_is_off_by_default_and_refuses_an_embedder(settings):
@@ -140,8 +172,27 @@ def test_eval_opens_the_judge_once_and_gives_it_to_every_episode(embedder, setti
     """``agemem eval --relevance-judge``: one judge for the run, its name in the run's identity."""
     import json
 
+    from agemem_lite import prompts
     from agemem_lite.eval import harness
+    from agemem_lite.protocol import render_step
     from test_eval import CFG, oracle
+
+    class Searching(type(oracle(["hotpot"], 2, 0, embedder))):
+        """The oracle, but a question is searched before it is answered (the judge sees that)."""
+
+        def step(self, messages, *, allow_tools=True, on_text=None):
+            last = messages[-1]
+            text = prompts.user_text_of(last["content"]) if last["role"] == "user" else None
+            if text in self.golds and allow_tools:
+                out = render_step("search", calls=[{"name": "Retrieve_memory", "arguments": {"query": text}}])
+                return type(super().step(messages, allow_tools=allow_tools))(
+                    text=out, prompt_tokens=1, completion_tokens=1, seconds=0.001)
+            question = next(prompts.user_text_of(m["content"]) for m in reversed(messages) if m["role"] == "user")
+            if last["role"] == "tool" and question in self.golds:   # the search's result: answer
+                out = render_step("found", answer=self.golds[question])
+                return type(super().step(messages, allow_tools=allow_tools))(
+                    text=out, prompt_tokens=1, completion_tokens=1, seconds=0.001)
+            return super().step(messages, allow_tools=allow_tools, on_text=on_text)
 
     class Counting:
         calls, closed = 0, False
@@ -155,7 +206,8 @@ def test_eval_opens_the_judge_once_and_gives_it_to_every_episode(embedder, setti
 
     opened = []
     cfg = dataclasses.replace(CFG, relevance_judge="smollm2-135m")
-    res = harness.run_eval(oracle(["hotpot"], 2, 0, embedder), embedder, ["hotpot"], "agemem", n=2, seed=0,
+    tasks = harness.build_tasks("hotpot", 2, 0, embedder)
+    res = harness.run_eval(Searching(tasks), embedder, ["hotpot"], "agemem", n=2, seed=0,
                            out_dir=tmp_path / "run", config=cfg, settings=settings,
                            relevance=lambda: opened.append(Counting()) or opened[-1])
     assert res.ran == 2 and len(opened) == 1 and Counting.calls > 0 and Counting.closed

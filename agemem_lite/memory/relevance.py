@@ -5,7 +5,9 @@ The cosine floor cannot tell an unrelated memory from a paraphrased answer: both
 name?" → the dentist memory). ``bench/relevance_gate.py`` measured a few-shot Yes/No from
 Qwen2.5-Coder-1.5B above the cosine (AUC 0.898 against 0.837 over 579 hits; on the chat set it
 kept all 20 answers and dropped 16 of 24 unrelated hits), and the 0.5B base below it (0.779),
-so the check is an opt-in second model (``Settings.relevance_judge``), off by default.
+so the check is an opt-in second model (``Settings.relevance_judge``), off by default. It
+judges the hits of a turn whose user message is a question, against that question: the
+memories shown with it and what Retrieve_memory finds in it.
 
 The worked examples are evaluated once and stay in the KV cache; each hit costs only its own
 tokens. ChatML is written directly (the registry's Qwen and SmolLM2 models use it).
@@ -68,6 +70,15 @@ class RelevanceJudge:
 
     def close(self) -> None:
         self.llm.close()
+
+
+def question_of(message: str) -> str | None:
+    """The message when it asks something (it has a "?"), else None: only a question's hits
+    are judged. The judge asks whether a memory answers the question; asked the same of a
+    statement, the 1.5B dropped the old fact that the statement changes ("My dentist is now Dr.
+    Khan." against "My dentist is Dr. Patel in Leeds.": −1.04), and an Update needs that
+    memory shown or found (its id must be seen)."""
+    return message if "?" in message else None
 
 
 def judge_model(settings: "Settings") -> str | None:

@@ -53,6 +53,9 @@ class ToolEnv:
     #: (query, memory text) → score; a hit scoring below ``judge_min`` is not listed
     judge: Callable[[str, str], float] | None = None
     judge_min: float = -1.0
+    #: the user's question this turn, which the judge checks hits against; None (a statement,
+    #: or no turn yet) leaves hits unjudged (``Agent.turn`` sets it, see ``relevance.question_of``)
+    judge_question: str | None = None
     actor: str = "agent"
     #: memory ids the model has seen in this context (SPEC §2: ids come from a retrieval)
     seen_ids: set[str] = field(default_factory=set)
@@ -245,7 +248,8 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
             raise
         raise ToolCallError(f"bad metadata_filter: {e}") from None
     passing = [h for h in found if h.similarity is None or h.similarity >= env.min_similarity]
-    hits, judged_out = judged(passing, query, env.judge, env.judge_min, top_k)
+    judge = env.judge if env.judge_question else None
+    hits, judged_out = judged(passing, env.judge_question or query, judge, env.judge_min, top_k)
     for h in hits:
         env.seen_ids.add(h.memory.id)
     text = prompts.render_search_hits((h.memory.id, h.memory.content) for h in hits)
