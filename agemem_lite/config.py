@@ -67,9 +67,10 @@ class Settings:
                                         "to the query is at least this, so top_k is not filled with unrelated "
                                         "memories; -1 turns the floor off.", "§2")
     relevance_judge: str = _f("", "A second chat model (registry name, e.g. 'qwen2.5-coder-1.5b') that checks each "
-                              "hit past the cosine floor, of Retrieve_memory and of the memories shown with a "
-                              "turn, with a few-shot 'does this memory answer it?'; '' turns it off. Chat only "
-                              "(docs/training.md, 'What a search lets through').", "§2")
+                              "hit past the cosine floor in a turn whose message is a question (the memories "
+                              "shown with it, Retrieve_memory's hits) with a few-shot 'does this memory answer "
+                              "the question?'; '' turns it off (docs/training.md, 'What a search lets through').",
+                              "§2")
     relevance_judge_min: float = _f(-1.0, "The judge keeps a hit whose Yes − No logit is at least this.", "§2")
     guided: bool = _f(True, "Aids for prompted (untrained) policies: demonstration turns after the system "
                       "prompt and a grammar-forced 'Kind: …' label at the start of each think.", "§3")
