@@ -56,8 +56,8 @@ class Agent:
         """``tools``: the tools the policy may call (None = all six, ``()`` = answer only).
         ``context_usage``: each user turn starts with how full the context is
         (``prompts.render_context_usage``), for a policy trained to read it. ``judge``: a
-        ``relevance.RelevanceJudge`` that checks the hits of Retrieve_memory and of the memories
-        shown with a turn (``settings.relevance_judge_min``)."""
+        ``relevance.RelevanceJudge`` that checks, in a turn whose message is a question, the
+        memories shown with it and Retrieve_memory's hits (``settings.relevance_judge_min``)."""
         if isinstance(tools, str):
             raise TypeError(f"tools={tools!r}: pass a sequence of tool names, e.g. ({tools!r},)")
         unknown = [] if tools is None else [t for t in tools if t not in TOOLS]
