@@ -1,4 +1,4 @@
-"""Which search hits should reach the policy? Cosine floors and a word-sharing rule, measured.
+"""Which search hits should reach the policy? Cosine floors, a word-sharing rule and a judge, measured.
 
 v7 copies whatever a search puts in front of it ("What is my dog's name?" answered with the
 dentist memory, cosine 0.20), so what Retrieve_memory and the shown related memories let
@@ -17,7 +17,9 @@ other memories dropped:
 
 A rule ``cos ≥ a`` keeps a hit by cosine alone; ``word & cos ≥ a, else cos ≥ b`` keeps a hit that
 the keyword list found (``Hit.keyword``: it shares a non-stopword stem with the query) from
-cosine ``a`` and any other hit from ``b``.
+cosine ``a`` and any other hit from ``b``. ``--judge NAME`` also scores every pair at or above
+the cosine floor with ``relevance.RelevanceJudge`` on that registry model (the chat's opt-in
+``relevance_judge``) and prints its AUC next to the cosine's.
 
     python bench/relevance_gate.py [--n 60] [--seed 0] [--judge qwen2.5-coder-0.5b] [--out pairs.json]
     python bench/relevance_gate.py --pairs pairs.json      # the table of a saved run
