@@ -174,10 +174,11 @@ def test_eval_opens_the_judge_once_and_gives_it_to_every_episode(embedder, setti
 
     from agemem_lite import prompts
     from agemem_lite.eval import harness
+    from agemem_lite.policy import Completion
     from agemem_lite.protocol import render_step
-    from test_eval import CFG, oracle
+    from test_eval import CFG, OraclePolicy, oracle
 
-    class Searching(type(oracle(["hotpot"], 2, 0, embedder))):
+    class Searching(OraclePolicy):
         """The oracle, but a question is searched before it is answered (the judge sees that)."""
 
         def step(self, messages, *, allow_tools=True, on_text=None):
@@ -185,13 +186,11 @@ def test_eval_opens_the_judge_once_and_gives_it_to_every_episode(embedder, setti
             text = prompts.user_text_of(last["content"]) if last["role"] == "user" else None
             if text in self.golds and allow_tools:
                 out = render_step("search", calls=[{"name": "Retrieve_memory", "arguments": {"query": text}}])
-                return type(super().step(messages, allow_tools=allow_tools))(
-                    text=out, prompt_tokens=1, completion_tokens=1, seconds=0.001)
+                return Completion(text=out, prompt_tokens=1, completion_tokens=1, seconds=0.001)
             question = next(prompts.user_text_of(m["content"]) for m in reversed(messages) if m["role"] == "user")
             if last["role"] == "tool" and question in self.golds:   # the search's result: answer
                 out = render_step("found", answer=self.golds[question])
-                return type(super().step(messages, allow_tools=allow_tools))(
-                    text=out, prompt_tokens=1, completion_tokens=1, seconds=0.001)
+                return Completion(text=out, prompt_tokens=1, completion_tokens=1, seconds=0.001)
             return super().step(messages, allow_tools=allow_tools, on_text=on_text)
 
     class Counting:
