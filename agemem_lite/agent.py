@@ -141,6 +141,7 @@ class Agent:
         mark = len(self.context.messages)
         seen_before = set(self.env.seen_ids)
         self.env.judge_question = question_of(user_text)
+        self.env.turn_text = user_text.strip()
         related = self.related_memories(user_text) if show_related else []
         for r in related:
             self.env.seen_ids.add(r["id"])

@@ -15,6 +15,7 @@ import pytest
 
 from agemem_lite import prompts
 from agemem_lite.agent import Agent
+from agemem_lite.memory.sessions import describe_operation
 from agemem_lite.protocol import render_step
 from scripted import ScriptedPolicy
 
@@ -195,6 +196,18 @@ def test_retrieve_memory_results_enter_the_context(make_agent, store, embedder):
     agent.turn("How old is Tom?")
     assert policy.calls[1][0][-1] == {"role": "tool", "content": f"Retrieve_memory: \n[{mid}] {text}"}
     assert mid in agent.env.seen_ids
+
+
+def test_a_search_for_all_searches_the_users_message(make_agent, store, embedder):
+    text = "I live in Oxford"
+    mid = store.add(NS, text, embedder.embed_one(text)).id
+    agent, policy = make_agent([call_step("Retrieve_memory", query="all"), answer_step("Oxford.")],
+                               auto_retrieve_k=0)
+    turn = agent.turn("Where do I live now?")
+    assert policy.calls[1][0][-1] == {"role": "tool", "content": f"Retrieve_memory: \n[{mid}] {text}"}
+    [op] = turn.operations
+    assert describe_operation(op) == (f"retrieved for 'all' (searched the message: 'Where do I live now?'): "
+                                      f"{mid} ({op['data']['hits'][0]['similarity']:.2f})")
 
 
 def test_retrieve_memory_applies_the_settings_relevance_floor(make_agent, store, embedder):

@@ -294,7 +294,7 @@ def test_retrieve_memory_accepts_top_k_as_digit_string(env):
 
 
 def test_retrieve_memory_on_empty_store_says_nothing_found(env):
-    r = call(env, "Retrieve_memory", query="anything")
+    r = call(env, "Retrieve_memory", query="the garden")
     assert r.ok and r.text == "no memories found" and r.data["hits"] == []
 
 
@@ -317,6 +317,35 @@ def test_retrieve_with_bad_metadata_filter_returns_error_to_model(env):
                     "bad metadata_filter")
     assert_rejected(env, "Retrieve_memory", {"query": "tea", "metadata_filter": "preference"},
                     '"metadata_filter" must be a JSON object')
+
+
+@pytest.mark.parametrize("query", ["all", "the user", "mem_13", "everything you remember about me", "*"])
+def test_retrieve_with_a_query_that_names_nothing_searches_the_users_message(store, embedder, query):
+    """Chat with the shipped policy: the answer shown, it searched for "all" (or an id), found
+    nothing past the floor and replied "You have not told me that yet."."""
+    writer = make_env(store, embedder)
+    home = add(writer, "I live in Oxford")
+    add(writer, "Anika is a teacher")
+    reader = make_env(store, embedder, min_similarity=0.2)
+    reader.turn_text = "Where do I live now?"
+    r = call(reader, "Retrieve_memory", query=query)
+    direct = call(make_env(store, embedder, min_similarity=0.2), "Retrieve_memory", query="Where do I live now?")
+    assert r.ok and [h["memory"]["id"] for h in r.data["hits"]] == [home]
+    assert r.text == direct.text == f"\n[{home}] I live in Oxford"   # read as any search's result
+    assert r.data["query"] == query and r.data["searched"] == "Where do I live now?"
+    assert reader.seen_ids == {home}
+
+
+def test_retrieve_with_a_query_that_names_nothing_and_no_turn_is_an_error_to_model(env):
+    add(env, "I live in Oxford")
+    assert_rejected(env, "Retrieve_memory", {"query": "all"}, 'the query "all" names nothing to search for')
+
+
+@pytest.mark.parametrize("query", ["the user's dentist", "Anika", "where do I live", "mem_13 dentist", "name"])
+def test_retrieve_with_a_query_that_names_something_searches_it(env, query):
+    env.turn_text = "Something else entirely."
+    r = call(env, "Retrieve_memory", query=query)
+    assert r.ok and r.data["searched"] == query
 
 
 def test_retrieve_without_query_returns_error_to_model(env):

@@ -31,6 +31,13 @@ its me my of on or our she so that the their them they this to was we were what 
 which who whom why will with you your s t d
 """.split())
 _MAX_TERMS = 32
+#: Words a search phrase may hold without naming anything to look for ("all", "the user",
+#: "memories"). With the stopwords and memory ids they make a query that ``names_nothing``.
+_GENERIC_WORDS = frozenset("""
+all any anything everything something nothing every each some memory memories mem user users
+person info information detail details data fact facts stuff thing things know known remember
+remembered stored saved about please tell show list find search retrieve query lookup look up
+""".split())
 #: Postings BM25 may score per keyword query (~0.5 µs each): keeps the keyword
 #: half of a hybrid search to a few ms at 100k memories (bench/bench_store.py).
 KEYWORD_DOC_BUDGET = 10_000
@@ -154,6 +161,18 @@ def fts_query(text: str | None, doc_freq: Callable[[str], int] | None = None,
             total += cost[w]
         kept = [w for w in kept if w in chosen]
     return " OR ".join(f'"{w}"' for w in kept)
+
+
+def names_nothing(query: str) -> bool:
+    """True when a search phrase has no word beyond stopwords, generic words and memory ids.
+
+    Measured on the shipped policy in chat: with the answer shown right above, it sometimes
+    searches for "all", "the user" or "mem_13", which find nothing past the similarity floor,
+    and it then tells the user it was never told (``tools.retrieve_memory`` searches the
+    user's message instead)."""
+    words = re.findall(r"\w+", query.lower())
+    return not any(w not in _STOPWORDS and w not in _GENERIC_WORDS and not re.fullmatch(r"mem_?\d+", w)
+                   for w in words)
 
 
 def cosine_rank(ids: list[int], blobs: list[bytes], query: np.ndarray) -> list[tuple[int, float]]:

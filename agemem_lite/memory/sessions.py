@@ -173,5 +173,7 @@ def describe_operation(result: dict) -> str:
         return f"deleted {mem.get('id')}: {mem.get('content')}"
     if name == "Retrieve_memory":
         hits = ", ".join(f"{h['memory']['id']} ({(h.get('similarity') or 0):.2f})" for h in data.get("hits", []))
-        return f"retrieved for {data.get('query')!r}: {hits or 'nothing'}"
+        searched = data.get("searched", data.get("query"))
+        instead = f" (searched the message: {searched!r})" if searched != data.get("query") else ""
+        return f"retrieved for {data.get('query')!r}{instead}: {hits or 'nothing'}"
     return f"{name}: {result.get('text', '')}"

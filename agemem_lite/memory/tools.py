@@ -12,6 +12,10 @@ Decisions where the paper is silent (SPEC §2):
   earlier retrieval"; this also stops invented ids such as "sister_birthday".
 - ``confirmation`` accepts the paper's case-study alias ``"confirmed"``; ``span``
   accepts ``"full"`` as an alias of ``"all"``.
+- A ``Retrieve_memory`` query that names nothing ("all", "the user", "mem_13";
+  ``search.names_nothing``) searches the user's message of the turn instead, and the
+  result reads as any search's: measured on the shipped policy, a note saying so made
+  it reply "You have not told me that yet." over the hit it was given.
 
 ``ToolEnv.allowed`` narrows the six to a subset (the method variants of
 ``baselines.METHODS``): ``dispatch`` refuses any other tool with an error result,
@@ -29,6 +33,7 @@ from .. import prompts
 from ..errors import MemoryNotFound, ToolCallError
 from ..protocol import ToolCall
 from .stm import Context
+from .search import names_nothing
 from .store import MemoryStore, parse_memory_id
 
 MEMORY_TYPES = ("fact", "preference", "event", "task", "note")
@@ -56,6 +61,9 @@ class ToolEnv:
     #: the user's question this turn, which the judge checks hits against; None (a statement,
     #: or no turn yet) leaves hits unjudged (``Agent.turn`` sets it, see ``relevance.question_of``)
     judge_question: str | None = None
+    #: the user's message this turn (``Agent.turn`` sets it): what Retrieve_memory searches
+    #: when its query names nothing (``search.names_nothing``)
+    turn_text: str | None = None
     actor: str = "agent"
     #: memory ids the model has seen in this context (SPEC §2: ids come from a retrieval)
     seen_ids: set[str] = field(default_factory=set)
@@ -237,24 +245,30 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 20:
         raise ToolCallError('"top_k" must be an integer from 1 to 20')
     flt = _obj_arg(args, "metadata_filter")
-    vec = env.embed(query)
+    searched = query
+    if names_nothing(query):
+        if not env.turn_text:
+            raise ToolCallError(f'the query "{query}" names nothing to search for; write what to look '
+                                'for, e.g. "the user\'s dentist"')
+        searched = env.turn_text
+    vec = env.embed(searched)
     # Search deeper than top_k so a hit under the floor does not cost a relevant one
     # its place (a keyword match on a common word can outrank it in the fusion).
     depth = top_k if env.min_similarity <= -1.0 else 2 * top_k
     try:
-        found = env.store.search(env.namespace, query, vec, top_k=depth, metadata_filter=flt)
+        found = env.store.search(env.namespace, searched, vec, top_k=depth, metadata_filter=flt)
     except ValueError as e:
         if flt is None:
             raise
         raise ToolCallError(f"bad metadata_filter: {e}") from None
     passing = [h for h in found if h.similarity is None or h.similarity >= env.min_similarity]
     judge = env.judge if env.judge_question else None
-    hits, judged_out = judged(passing, env.judge_question or query, judge, env.judge_min, top_k)
+    hits, judged_out = judged(passing, env.judge_question or searched, judge, env.judge_min, top_k)
     for h in hits:
         env.seen_ids.add(h.memory.id)
     text = prompts.render_search_hits((h.memory.id, h.memory.content) for h in hits)
     return ToolResult("Retrieve_memory", True, text,
-                      {"query": query, "hits": [{"memory": h.memory.to_dict(), "score": h.score,
+                      {"query": query, "searched": searched, "hits": [{"memory": h.memory.to_dict(), "score": h.score,
                                                  "similarity": h.similarity} for h in hits],
                        "below_floor": sum(1 for h in found
                                           if h.similarity is not None and h.similarity < env.min_similarity),
