@@ -6,10 +6,11 @@ import dataclasses
 import math
 
 import pytest
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from agemem_lite.agent import Agent
 from agemem_lite.errors import ConfigError
-from agemem_lite.memory.relevance import RelevanceJudge, load_judge
+from agemem_lite.memory.relevance import SHOTS, SYSTEM, RelevanceJudge, load_judge, question_of
 from agemem_lite.memory.tools import judged
 from agemem_lite.model_files import model_path, resolve
 from scripted import ScriptedPolicy
@@ -46,6 +47,41 @@ def test_judged_stops_at_k_and_counts_what_it_dropped():
     assert [h.memory.content for h in kept] == ["a yes", "c yes"] and dropped == 1
     assert asked == ["a yes", "b no", "c yes"]   # no forward pass once k are kept
     assert judged(hits, "q", None, -1.0, 2) == (hits[:2], 0)
+
+
+def chatml_prompt(query: str, memory: str) -> str:
+    """The prompt bench/relevance_gate.py measured the judges with (ChatML written out)."""
+    def turn(q, m):
+        return (f"<|im_start|>user\nQuestion: {q}\nMemory: {m}\nDoes this memory answer the question?<|im_end|>\n"
+                "<|im_start|>assistant\n")
+    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" + "".join(turn(q, m) + a + "<|im_end|>\n" for q, m, a in SHOTS)
+            + turn(query, memory))
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "qwen2.5-coder-0.5b"])
+def test_the_prompt_is_the_models_own_template_and_the_measured_one_for_chatml_models(settings, name):
+    judge = None
+    try:
+        judge = RelevanceJudge(resolve(settings, name), n_threads=2, n_ctx=1024)
+        assert judge.prefix_text + judge.turn_text("Who is my dentist?", DENTIST) == chatml_prompt(
+            "Who is my dentist?", DENTIST)
+        # a template that does not write the examples the same way with a turn after them
+        judge._ask = Jinja2ChatFormatter("{{ messages[-1]['content'] }}", eos_token="", bos_token="")
+        assert judge.turn_text("Who is my dentist?", DENTIST) == ""
+    finally:
+        if judge is not None:
+            judge.close()
+
+
+@pytest.mark.parametrize("message, asks", [
+    ("What is my dog's name?", True), ("tell me what I'm allergic to", True), ("where do I live now", True),
+    ("Remind me when the dentist appointment is", True), ("what's my sister's job", True),
+    ("Do you remember my cat's name", True), ("how many kids does Anna have", True),
+    ("When I moved to Oxford I sold my car.", False), ("My dentist is now Dr. Khan.", False),
+    ("What a lovely day it was at the beach.", False), ("Whatever, I live in Leeds now.", False),
+])
+def test_question_of_takes_questions_with_or_without_a_question_mark(message, asks):
+    assert (question_of(message) == message) is asks
 
 
 def test_a_score_does_not_depend_on_the_hit_judged_before(small_judge, settings):

@@ -10,12 +10,13 @@ judges the hits of a turn whose user message is a question, against that questio
 memories shown with it and what Retrieve_memory finds in it.
 
 The worked examples are evaluated once and stay in the KV cache; each hit costs only its own
-tokens. ChatML is written directly (the registry's Qwen and SmolLM2 models use it).
+tokens. The prompt is written with the judge model's own chat template, as the policy's is.
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,9 +39,14 @@ SYSTEM = ("You check whether a stored memory about the user holds the answer to 
 MAX_QUERY_CHARS, MAX_MEMORY_CHARS = 300, 600
 
 
-def _turn(query: str, memory: str) -> str:
-    return (f"<|im_start|>user\nQuestion: {query[:MAX_QUERY_CHARS]}\nMemory: {memory[:MAX_MEMORY_CHARS]}\n"
-            "Does this memory answer the question?<|im_end|>\n<|im_start|>assistant\n")
+def _ask(query: str, memory: str) -> dict:
+    return {"role": "user", "content": f"Question: {query[:MAX_QUERY_CHARS]}\nMemory: {memory[:MAX_MEMORY_CHARS]}\n"
+                                       "Does this memory answer the question?"}
+
+
+#: The system message and the worked examples as a conversation (the KV-cached prefix).
+EXAMPLES = [{"role": "system", "content": SYSTEM}] + [
+    msg for q, m, a in SHOTS for msg in (_ask(q, m), {"role": "assistant", "content": a})]
 
 
 class RelevanceJudge:
@@ -49,21 +55,32 @@ class RelevanceJudge:
     def __init__(self, model_path: str | Path, *, n_threads: int | None = None, n_ctx: int = 2048):
         import llama_cpp
 
-        from ..policy.llama import load_llama
+        from ..errors import ModelFileError
+        from ..policy.llama import chat_formatter, load_llama
 
         self._llama_cpp = llama_cpp
         self.llm = load_llama(model_path, n_ctx=n_ctx, n_threads=n_threads)
         self._vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.llm.model))
         self._yes, self._no = (self.llm.tokenize(w, add_bos=False, special=False)[0] for w in (b"Yes", b"No"))
-        prefix = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
-                  + "".join(_turn(q, m) + a + "<|im_end|>\n" for q, m, a in SHOTS))
-        self._prefix = self.llm.tokenize(prefix.encode(), add_bos=False, special=True)
+        self._ask = chat_formatter(self.llm)
+        self.prefix_text = chat_formatter(self.llm, add_generation_prompt=False)(messages=EXAMPLES).prompt
+        if not self.turn_text("?", "?"):
+            self.llm.close()
+            raise ModelFileError(f"{Path(model_path).name}: its chat template does not write a conversation "
+                                 "by appending turns, so the relevance judge cannot keep its examples cached")
+        self._prefix = self.llm.tokenize(self.prefix_text.encode(), add_bos=False, special=True)
         self.llm.reset()
         self.llm.eval(self._prefix)
 
+    def turn_text(self, query: str, memory: str) -> str:
+        """The prompt text after the cached examples: the question, the memory and the reply's
+        start ("" when the template does not write the examples the same way with a turn after them)."""
+        full = self._ask(messages=EXAMPLES + [_ask(query, memory)]).prompt
+        return full[len(self.prefix_text):] if full.startswith(self.prefix_text) else ""
+
     def __call__(self, query: str, memory: str) -> float:
         self.llm.n_tokens = len(self._prefix)   # forget the last hit, keep the worked examples
-        self.llm.eval(self.llm.tokenize(_turn(query, memory).encode(), add_bos=False, special=True))
+        self.llm.eval(self.llm.tokenize(self.turn_text(query, memory).encode(), add_bos=False, special=True))
         ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self._vocab,))
         return float(logits[self._yes] - logits[self._no])
@@ -72,13 +89,21 @@ class RelevanceJudge:
         self.llm.close()
 
 
+#: How a question starts when it has no "?" ("tell me what I'm allergic to", "where do I live").
+#: A wh-word counts only before a verb: "When I moved to Oxford, ..." is a statement.
+_ASKS = re.compile(
+    r"\s*(?:(?:what|where|when|who|whose|which|why|how)(?:'s|\s+(?:is|are|was|were|do|does|did|can|should|would"
+    r"|will|many|much|old|long|far|often))|tell\s+me|remind\s+me|do\s+you\s+(?:know|remember)"
+    r"|did\s+i\s+(?:tell|mention|say))\b", re.IGNORECASE)
+
+
 def question_of(message: str) -> str | None:
-    """The message when it asks something (it has a "?"), else None: only a question's hits
-    are judged. The judge asks whether a memory answers the question; asked the same of a
-    statement, the 1.5B dropped the old fact that the statement changes ("My dentist is now Dr.
-    Khan." against "My dentist is Dr. Patel in Leeds.": −1.04), and an Update needs that
-    memory shown or found (its id must be seen)."""
-    return message if "?" in message else None
+    """The message when it asks something (it has a "?", or starts as a question or a request
+    to be told), else None: only a question's hits are judged. The judge asks whether a memory
+    answers the question; asked the same of a statement, the 1.5B dropped the old fact that the
+    statement changes ("My dentist is now Dr. Khan." against "My dentist is Dr. Patel in
+    Leeds.": −1.04), and an Update needs that memory shown or found (its id must be seen)."""
+    return message if "?" in message or _ASKS.match(message) else None
 
 
 def judge_model(settings: "Settings") -> str | None:

@@ -43,6 +43,19 @@ CHATML = (
 )
 
 
+def chat_formatter(llm, *, add_generation_prompt: bool = True):
+    """The model's own chat template (ChatML when the GGUF has none) as a formatter:
+    ``formatter(messages=...).prompt`` is the prompt text."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def piece(tok: int) -> str:
+        return llm.detokenize([tok], special=True).decode("utf-8", "replace") if tok >= 0 else ""
+
+    template = llm.metadata.get("tokenizer.chat_template") or CHATML
+    return Jinja2ChatFormatter(template, eos_token=piece(llm.token_eos()), bos_token=piece(llm.token_bos()),
+                               add_generation_prompt=add_generation_prompt)
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """llama.cpp prints load logs on fd 2 even with verbose=False on some builds."""
@@ -106,18 +119,10 @@ class LlamaPolicy:
         self._spell = self._spelled_tags()
         self.banned = {ids[0]: -float("inf") for ids in self._spell.values()}
         self._last_prompt: list[int] = []
-        template = self.llm.metadata.get("tokenizer.chat_template") or CHATML
-        self._tool_role = "tool" in template
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        eos = self._piece(self.llm.token_eos())
-        bos = self._piece(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
-        self._formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+        self._tool_role = "tool" in (self.llm.metadata.get("tokenizer.chat_template") or CHATML)
+        self._formatter = chat_formatter(self.llm)
 
     # -- tokens -------------------------------------------------------------------
-    def _piece(self, tok: int) -> str:
-        return self.llm.detokenize([tok], special=True).decode("utf-8", "replace") if tok >= 0 else ""
-
     def _spelled_tags(self) -> dict[str, list[int]]:
         """Tags that tokenize to a single special token: spell them with ordinary tokens."""
         out = {}
