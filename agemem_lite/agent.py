@@ -218,10 +218,19 @@ class Agent:
         return self.context.tokens + TEMPLATE_TOKENS_PER_MESSAGE * len(self.context.messages) + 64
 
     def _fit_window(self) -> int:
-        """Evict the oldest unprotected messages until the prompt fits the model's window."""
+        """When the prompt no longer fits the model's window, evict the oldest unprotected
+        messages until it is back within the budget (``context_budget``, at most 3/4 of the window).
+
+        An eviction changes the start of the conversation, so llama.cpp evaluates the whole prompt
+        again. Evicting only down to the window did that on every turn once a chat was long;
+        evicting down to the budget leaves room for the next turns to reuse the KV cache
+        (``bench/long_chat.py``)."""
         limit = self.settings.n_ctx - self.settings.max_new_tokens
+        if self._prompt_estimate() <= limit:
+            return 0
+        target = min(limit, self.settings.context_budget, 3 * limit // 4)
         evicted = 0
-        while self._prompt_estimate() > limit and self.context.evict_oldest() is not None:
+        while self._prompt_estimate() > target and self.context.evict_oldest() is not None:
             evicted += 1
         return evicted
 

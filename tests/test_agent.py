@@ -427,6 +427,26 @@ def test_context_over_the_model_window_is_trimmed_oldest_first(make_agent):
     assert sum(agent.policy.count_tokens(c) for c in contents) <= 2048 - 256 - 256
 
 
+def test_an_eviction_goes_down_to_the_budget_so_the_next_turns_keep_their_prefix(make_agent):
+    """Evicting only to the window changed the conversation's start on every later turn, and
+    llama.cpp then evaluated the whole prompt again each time (bench/long_chat.py)."""
+    agent, policy = make_agent([answer_step("ok")] * 4, n_ctx=2048, context_budget=1024, max_new_tokens=256)
+    for i in range(12):
+        agent.context.append("user", f"old turn {i} " + "word " * 120)
+        agent.context.append("assistant", "<answer>ok</answer>")
+    assert agent._prompt_estimate() > 2048 - 256
+    from agemem_lite.agent import TEMPLATE_TOKENS_PER_MESSAGE
+
+    prompt = agent.turn("What now?").steps[0].prompt
+    assert sum(policy.count_tokens(m["content"]) + TEMPLATE_TOKENS_PER_MESSAGE for m in prompt) + 64 <= 1024
+    after = agent._prompt_estimate()
+    first = [m.content for m in agent.context.messages if m.role != "system"][0]
+    agent.turn("And then?")
+    agent.turn("Anything else?")
+    assert [m.content for m in agent.context.messages if m.role != "system"][0] == first
+    assert agent._prompt_estimate() > after
+
+
 def test_prefix_kv_cache_restores_in_a_new_policy_and_gives_the_same_step(settings, tmp_path):
     """A new process starts from the cached system+demo prefix instead of re-reading it."""
     from agemem_lite import prompts
