@@ -32,8 +32,8 @@ import numpy as np
 from .. import prompts
 from ..errors import MemoryNotFound, ToolCallError
 from ..protocol import ToolCall
-from .stm import Context
 from .search import names_nothing
+from .stm import Context
 from .store import MemoryStore, parse_memory_id
 
 MEMORY_TYPES = ("fact", "preference", "event", "task", "note")
