@@ -487,3 +487,15 @@ async def test_first_run_prepares_the_model_with_progress_then_starts(settings, 
             assert not app.chat_screen.query_one("#loading").display
     finally:
         app.close_chat()
+
+
+def test_the_activity_pane_says_when_a_search_used_the_message_instead_of_its_query():
+    from tui.widgets.activity import render_result
+
+    hit = {"memory": {"id": "mem_1", "content": "I live in Oxford"}, "similarity": 0.42}
+    plain = render_result({"name": "Retrieve_memory", "ok": True, "text": "",
+                           "data": {"query": "Oxford", "searched": "Oxford", "hits": [hit]}}).plain
+    vague = render_result({"name": "Retrieve_memory", "ok": True, "text": "",
+                           "data": {"query": "all", "searched": "Where do I live now?", "hits": [hit]}}).plain
+    assert "instead" not in plain and "mem_1 0.42 I live in Oxford" in plain
+    assert "searched the message instead: 'Where do I live now?'" in vague and "mem_1 0.42" in vague
