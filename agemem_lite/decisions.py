@@ -140,7 +140,8 @@ class DecisionItem:
     basis: str = ""                    # answer: "memory" | "history" | "chat" | "general" | "unknown";
     #                                    filter/summary: S
     memory_type: str = ""              # add: memory_type of the new fact
-    value: str = ""                    # add/update: the new value the stored content must carry
+    value: str = ""                    # add/update: the new value the stored content must carry;
+    #                                    answer (generated): the value the reply must name
     after: list[dict] = field(default_factory=list)   # this turn's earlier steps and tool results
     fact: str = ""                     # fact type (city, pet, ...) where there is one
     budget: int = DEFAULT_BUDGET       # the budget the history was sized for
@@ -758,6 +759,7 @@ def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
         pi, ph = b.phrasing(fact, "ask")
         item.user = _cap(frame.format(s=ph.format(**s)))
         item.template, item.kind, item.gold = f"answer.{fid}+{fact.name}.{pi}", "question", fact.answer.format(**s)
+        item.value = s["v"]
         shown = stored + [(m, c) for m, c, _, _ in b.distractors(r.choice([0, 1, 2]), {fact.name})]
         mid = b.new_id()
         if r.random() < 0.7:
@@ -1162,11 +1164,12 @@ def abstain_check(item: DecisionItem, d: Decision) -> bool | None:
 
 
 def found_check(item: DecisionItem, d: Decision) -> bool | None:
-    """Whether the answer to a question whose memory a search of this turn found does not say it is
-    unknown (``found_by_search`` items); None for other items or another action."""
+    """Whether the answer to a question whose memory a search of this turn found uses it: it does
+    not say it is unknown, and it names the memory's value where the item has one (an answer
+    naming another hit's value is wrong too); None for other items or another action."""
     if item.basis != "memory" or not item.after or d.action != "answer":
         return None
-    return not says_not_known(d.answer or "")
+    return not says_not_known(d.answer or "") and (not item.value or carries_value(d.answer, item.value))
 
 
 def _share(k: int, n: int) -> float | None:
@@ -1236,7 +1239,7 @@ def render_report(scores: dict, title: str = "decisions") -> str:
              *([f"- says it does not know (answers after a search that found only other things): "
                 f"{_pct(s['abstain']['accuracy'])} ({s['abstain']['correct']}/{s['abstain']['n']})"]
                if s["abstain"]["n"] else []),
-             *([f"- answers from what the search found (does not say it is unknown): "
+             *([f"- answers from what the search found (names its value, does not say it is unknown): "
                 f"{_pct(s['found']['accuracy'])} ({s['found']['correct']}/{s['found']['n']})"]
                if s.get("found", {}).get("n") else []), "",
              "| class | n | right | accuracy |", "|---|---|---|---|"]

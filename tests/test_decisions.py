@@ -535,8 +535,13 @@ def test_found_items_put_the_memory_among_the_search_hits_and_not_known_is_wrong
     told = D.Decision(True, "answer", answer=D.UNKNOWN_REPLY)
     assert D.found_check(it, right) is True and D.found_check(it, told) is False
     assert D.found_check(it, D.Decision(True, "retrieve")) is None
+    # an answer that names another hit's value does not use what the search found
+    assert all(D.carries_value(x.gold, x.value) for x in items)
+    other = next(x for x in items if not D.carries_value(x.gold, it.value))
+    assert D.found_check(it, D.Decision(True, "answer", answer=other.gold)) is False
     assert D.abstain_check(it, told) is None
     s = D.score([it, it], [right, told])
     assert s["found"] == {"n": 2, "correct": 1, "accuracy": 0.5} and s["accuracy"] == 1.0
-    assert "answers from what the search found (does not say it is unknown): 50.0 % (1/2)" in D.render_report(s)
+    assert ("answers from what the search found (names its value, does not say it is unknown): 50.0 % (1/2)"
+            in D.render_report(s))
     assert D.parse_bench("decisions:found,decisions:variants") == ["found", "variants"]
