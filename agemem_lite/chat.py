@@ -17,6 +17,7 @@ from .assistant import Assistant, open_assistant, open_policy, wants_context_usa
 from .config import Settings
 from .errors import StoreError
 from .memory.sessions import SessionInfo, SessionLog, TranscriptTurn
+from .prompts import addressed_to_user
 from .protocol import ToolCall
 from .records import Step, Turn
 
@@ -125,6 +126,8 @@ class ChatSession:
                 self.session = self.log.create(session_name(text), self.settings.namespace, self.policy_name)
             turn = self.agent.turn(text, on_text=on_text, on_step=on_step, on_related=on_related,
                                    cancel=cancel)
+            if turn.answer is not None:   # shown and saved; the context keeps the model's own words
+                turn.answer = addressed_to_user(turn.answer)
             self._count_saved(turn)
             self.log.add_turn(self.session.id, user=text, answer=turn.answer, operations=turn.operations,
                               policy=self.policy_name, cancelled=turn.cancelled,

@@ -186,6 +186,38 @@ def render_summary_request(transcript: str) -> str:
     return SUMMARY_INSTRUCTION.format(transcript=transcript)
 
 
+_TO_YOU = {"is": "are", "was": "were", "has": "have", "does": "do",
+           "isn't": "aren't", "wasn't": "weren't", "hasn't": "haven't", "doesn't": "don't"}
+_ADVERB = r"(?:(?:also|still|now|usually|often|never|always|really|only|just) )?"
+_USER_VERB = re.compile(rf"\bthe user ({_ADVERB})([a-z]+n['’]t|[a-z]+)\b", re.IGNORECASE)
+_UNINFLECT = (("ies", "y"), ("sses", "ss"), ("shes", "sh"), ("ches", "ch"), ("xes", "x"), ("zes", "z"),
+              ("oes", "o"))
+
+
+def _you_verb(m: re.Match) -> str:
+    adverb, verb = m.group(1), m.group(2)
+    low = verb.lower().replace("’", "'")
+    if low in _TO_YOU:
+        return f"you {adverb}{_TO_YOU[low]}"
+    if low.endswith("s") and not low.endswith("ss"):
+        base = next((low[:-len(end)] + to for end, to in _UNINFLECT if low.endswith(end)), low[:-1])
+        return f"you {adverb}{base}"
+    return f"you {adverb}{verb}"
+
+
+def addressed_to_user(answer: str) -> str:
+    """A reply that speaks of "the user" rewritten to speak to them ("The user's favourite food is
+    pho." → "Your favourite food is pho."). The trained policy answers in the words of its
+    memories, which are written about "the user": 17 of its 28 answers on the decision set's
+    ``found`` split began with "The user". Chat shows and saves this; the context keeps the
+    model's own words, the format it was trained on."""
+    out = re.sub(r"\bthe user(?:'s|’s)", "your", answer, flags=re.IGNORECASE)
+    out = _USER_VERB.sub(_you_verb, out)
+    out = re.sub(r"\bthe user\b", "you", out, flags=re.IGNORECASE)
+    # a sentence that now starts with "you"/"your" gets its capital back
+    return re.sub(r"(^|[.!?]\s+)(you)", lambda m: m.group(1) + m.group(2).capitalize(), out)
+
+
 def render_tool_result(name: str, ok: bool, text: str) -> str:
     """How a tool result reads in the context."""
     return f"{name}: {text}" if ok else f"{name} ERROR: {text}"

@@ -51,6 +51,31 @@ def test_first_message_creates_a_named_session_and_saves_the_turn(make_chat, sto
     assert t.operations[0]["data"]["memory"]["content"] == "Lena's bike is red."
 
 
+def test_a_reply_about_the_user_is_shown_and_saved_addressed_to_them(make_chat):
+    """The trained policy answers in its memories' words ("The user's ..."); the user reads "Your ..."."""
+    chat, _ = make_chat([answer("The user's favourite food is pho, and the user is vegan.")])
+    turn = chat.send("What food do I love?")
+    assert turn.answer == "Your favourite food is pho, and you are vegan."
+    assert chat.transcript()[-1].answer == turn.answer
+    raw = [m.content for m in chat.agent.context.messages if m.role == "assistant"][-1]
+    assert "The user's favourite food is pho" in raw   # the context keeps the trained format
+
+
+@pytest.mark.parametrize("reply, shown", [
+    ("The user works at Tiommisk Holdings.", "You work at Tiommisk Holdings."),
+    ("Yes, the user is on a keto diet.", "Yes, you are on a keto diet."),
+    ("The user doesn't eat meat. The user also studies law.", "You don't eat meat. You also study law."),
+    ("The user watches films and the user's sister goes running.", "You watch films and your sister goes running."),
+    ("I told the user that.", "I told you that."),
+    ("Your dentist is Dr. Patel.", "Your dentist is Dr. Patel."),
+    ("The users of this app are many.", "The users of this app are many."),
+])
+def test_addressed_to_user(reply, shown):
+    from agemem_lite.prompts import addressed_to_user
+
+    assert addressed_to_user(reply) == shown
+
+
 def test_resumed_session_continues_with_the_same_context_and_seen_ids(make_chat, store, embedder, settings):
     chat, _ = make_chat([add("Bike is red."), answer("Noted.")])
     chat.send("My bike is red.")

@@ -319,7 +319,8 @@ def test_retrieve_with_bad_metadata_filter_returns_error_to_model(env):
                     '"metadata_filter" must be a JSON object')
 
 
-@pytest.mark.parametrize("query", ["all", "the user", "mem_13", "everything you remember about me", "*"])
+@pytest.mark.parametrize("query", ["all", "the user", "mem_13", "everything you remember about me", "*",
+                                   "the pasted fact"])
 def test_retrieve_with_a_query_that_names_nothing_searches_the_users_message(store, embedder, query):
     """Chat with the shipped policy: the answer shown, it searched for "all" (or an id), found
     nothing past the floor and replied "You have not told me that yet."."""
@@ -341,7 +342,8 @@ def test_retrieve_with_a_query_that_names_nothing_and_no_turn_is_an_error_to_mod
     assert_rejected(env, "Retrieve_memory", {"query": "all"}, 'the query "all" names nothing to search for')
 
 
-@pytest.mark.parametrize("query", ["the user's dentist", "Anika", "where do I live", "mem_13 dentist", "name"])
+@pytest.mark.parametrize("query", ["the user's dentist", "Anika", "where do I live", "mem_13 dentist", "name",
+                                   "the note about my car"])
 def test_retrieve_with_a_query_that_names_something_searches_it(env, query):
     env.turn_text = "Something else entirely."
     r = call(env, "Retrieve_memory", query=query)

@@ -6,6 +6,7 @@ import click
 
 from ..assistant import open_assistant
 from ..memory.sessions import describe_operation
+from ..prompts import addressed_to_user
 from ..records import Step, Turn
 from . import pass_ctx
 from .models import _progress_bar
@@ -55,6 +56,8 @@ def ask(ctx, message, policy, namespace, temperature, seed, max_steps) -> None:
     _settings_overrides(ctx, policy, namespace, temperature, seed, max_steps)
     with _open(ctx) as a:
         turn = a.agent.turn(message)
+    if turn.answer is not None:
+        turn.answer = addressed_to_user(turn.answer)
     if ctx.as_json:
         ctx.emit({"policy": ctx.settings.policy, **turn.to_dict(), "operations": turn.operations})
         return

@@ -37,6 +37,7 @@ _GENERIC_WORDS = frozenset("""
 all any anything everything something nothing every each some memory memories mem user users
 person info information detail details data fact facts stuff thing things know known remember
 remembered stored saved about please tell show list find search retrieve query lookup look up
+pasted text note notes message messages conversation earlier previous
 """.split())
 #: Postings BM25 may score per keyword query (~0.5 µs each): keeps the keyword
 #: half of a hybrid search to a few ms at 100k memories (bench/bench_store.py).
@@ -167,7 +168,7 @@ def names_nothing(query: str) -> bool:
     """True when a search phrase has no word beyond stopwords, generic words and memory ids.
 
     Measured on the shipped policy in chat: with the answer shown right above, it sometimes
-    searches for "all", "the user" or "mem_13", which find nothing past the similarity floor,
+    searches for "all", "the user", "the pasted fact" or "mem_13", which find nothing past the similarity floor,
     and it then tells the user it was never told (``tools.retrieve_memory`` searches the
     user's message instead)."""
     words = re.findall(r"\w+", query.lower())
