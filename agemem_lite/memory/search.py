@@ -168,9 +168,9 @@ def names_nothing(query: str) -> bool:
     """True when a search phrase has no word beyond stopwords, generic words and memory ids.
 
     Measured on the shipped policy in chat: with the answer shown right above, it sometimes
-    searches for "all", "the user", "the pasted fact" or "mem_13", which find nothing past the similarity floor,
-    and it then tells the user it was never told (``tools.retrieve_memory`` searches the
-    user's message instead)."""
+    searches for "all", "the user", "the pasted fact" or "mem_13", which find nothing past the
+    similarity floor, and it then tells the user it was never told (``tools.retrieve_memory``
+    searches the user's message instead)."""
     words = re.findall(r"\w+", query.lower())
     return not any(w not in _STOPWORDS and w not in _GENERIC_WORDS and not re.fullmatch(r"mem_?\d+", w)
                    for w in words)
