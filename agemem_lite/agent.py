@@ -228,7 +228,7 @@ class Agent:
         limit = self.settings.n_ctx - self.settings.max_new_tokens
         if self._prompt_estimate() <= limit:
             return 0
-        target = min(limit, self.settings.context_budget, 3 * limit // 4)
+        target = min(self.settings.context_budget, 3 * limit // 4)
         evicted = 0
         while self._prompt_estimate() > target and self.context.evict_oldest() is not None:
             evicted += 1

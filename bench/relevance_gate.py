@@ -227,7 +227,7 @@ def main() -> None:
     ap.add_argument("--out", default="")
     ap.add_argument("--pairs", default="", help="print the table of a saved --out file")
     ap.add_argument("--judge", default="", help="also score the pairs at or above the floor with this registry "
-                    "model's few-shot Yes/No (ChatML models: qwen2.5-coder-0.5b, qwen2.5-coder-1.5b)")
+                    "model's few-shot Yes/No (e.g. qwen2.5-coder-0.5b, qwen2.5-coder-1.5b)")
     args = ap.parse_args()
     if args.pairs:
         print_table(json.loads(Path(args.pairs).read_text()))
