@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 from . import prompts
 from .config import Settings
 from .memory.relevance import question_of
+from .memory.search import OVERVIEW_K, names_nothing
 from .memory.stm import Context, choose_summary
 from .memory.store import MemoryStore
 from .memory.tools import TOOLS, ToolEnv, ToolResult, dispatch, grammar_schemas, judged
@@ -109,9 +110,13 @@ class Agent:
         k = self.settings.auto_retrieve_k
         if k <= 0 or self.store.count(self.settings.namespace) == 0:
             return []
+        question = question_of(text)
+        if question and names_nothing(text):
+            # "What do you know about me?": no word to rank by, so the newest memories are shown
+            return [{"id": m.id, "content": m.content, "score": None, "similarity": None}
+                    for m in self.store.list(self.settings.namespace, limit=OVERVIEW_K)]
         hits = self.store.search(self.settings.namespace, text, self.embedder.embed_one(text), top_k=k)
         floor = self.settings.auto_retrieve_min_similarity
-        question = question_of(text)
         hits, _ = judged([h for h in hits if h.similarity is None or h.similarity >= floor], question or text,
                          self.env.judge if question else None, self.env.judge_min, k)
         return [{"id": h.memory.id, "content": h.memory.content, "score": h.score,

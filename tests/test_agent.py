@@ -210,6 +210,26 @@ def test_a_search_for_all_searches_the_users_message(make_agent, store, embedder
                                       f"{mid} ({op['data']['hits'][0]['similarity']:.2f})")
 
 
+def test_a_question_that_names_nothing_is_shown_the_newest_memories(make_agent, store, embedder):
+    """"What do you know about me?" is similar to no memory past the floor; it is shown the newest."""
+    texts = ["I live in Oxford.", "My cat is called Miso.", "The user is allergic to peanuts."]
+    ids = [store.add(NS, t, embedder.embed_one(t)).id for t in texts]
+    agent, policy = make_agent([answer_step("You live in Oxford.")], auto_retrieve_k=3)
+    turn = agent.turn("What do you know about me?")
+    assert [r["id"] for r in turn.related] == ids[::-1]
+    assert all(r["similarity"] is None for r in turn.related)
+    assert set(ids) <= agent.env.seen_ids
+    # a question that names something is ranked by similarity, with the floor
+    agent2, _ = make_agent([answer_step("Miso.")], auto_retrieve_k=3)
+    assert [r["id"] for r in agent2.turn("What is my cat called?").related][0] == ids[1]
+    # a search for "all" in such a turn lists the newest too, and the REPL line says so
+    agent3, _ = make_agent([call_step("Retrieve_memory", query="all", top_k=2), answer_step("Peanuts.")],
+                           auto_retrieve_k=0)
+    [op] = agent3.turn("Tell me everything you remember about me.").operations
+    assert describe_operation(op) == (f"retrieved for 'all' (the message names nothing either: the newest "
+                                      f"memories): {ids[2]}, {ids[1]}")
+
+
 def test_retrieve_memory_applies_the_settings_relevance_floor(make_agent, store, embedder):
     text = "The user's cat Tom is four years old."
     store.add(NS, text, embedder.embed_one(text))

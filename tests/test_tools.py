@@ -337,6 +337,24 @@ def test_retrieve_with_a_query_that_names_nothing_searches_the_users_message(sto
     assert reader.seen_ids == {home}
 
 
+@pytest.mark.parametrize("message", ["What do you know about me?", "Tell me everything you remember about me.",
+                                     "Can you list what you've saved about me?"])
+def test_retrieve_for_a_message_that_names_nothing_either_lists_the_newest_memories(store, embedder, message):
+    """Chat with the shipped policy: "What do you know about me?" searched the message, and no
+    memory was similar enough to it, so it replied "You have not told me that yet."."""
+    writer = make_env(store, embedder)
+    ids = [add(writer, t) for t in ("I live in Oxford.", "My cat is called Miso.", "I like tea.")]
+    reader = make_env(store, embedder, min_similarity=0.2)
+    reader.turn_text = message
+    r = call(reader, "Retrieve_memory", query="what the user told me")
+    assert r.ok and r.data["newest"] and [h["memory"]["id"] for h in r.data["hits"]] == ids[::-1]
+    assert r.text == "\n" + "\n".join(f"[{i}] {t}" for i, t in zip(ids[::-1], ("I like tea.", "My cat is called Miso.",
+                                                                                "I live in Oxford.")))
+    assert reader.seen_ids == set(ids)
+    two = call(reader, "Retrieve_memory", query="all", top_k=2)
+    assert [h["memory"]["id"] for h in two.data["hits"]] == ids[:0:-1]   # top_k, when given, is how many
+
+
 def test_retrieve_with_a_query_that_names_nothing_and_no_turn_is_an_error_to_model(env):
     add(env, "I live in Oxford")
     assert_rejected(env, "Retrieve_memory", {"query": "all"}, 'the query "all" names nothing to search for')

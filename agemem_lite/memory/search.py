@@ -38,7 +38,11 @@ all any anything everything something nothing every each some memory memories me
 person info information detail details data fact facts stuff thing things know known remember
 remembered stored saved about please tell show list find search retrieve query lookup look up
 pasted text note notes message messages conversation earlier previous
+can could would should ve ll re m told tell said say mentioned shared far yet
 """.split())
+#: How many memories, newest first, stand in for a search whose text names nothing ("what do you
+#: know about me?"): there is nothing to rank by, and the user asks for what is stored.
+OVERVIEW_K = 8
 #: Postings BM25 may score per keyword query (~0.5 µs each): keeps the keyword
 #: half of a hybrid search to a few ms at 100k memories (bench/bench_store.py).
 KEYWORD_DOC_BUDGET = 10_000

@@ -175,5 +175,8 @@ def describe_operation(result: dict) -> str:
         hits = ", ".join(f"{h['memory']['id']} ({(h.get('similarity') or 0):.2f})" for h in data.get("hits", []))
         searched = data.get("searched", data.get("query"))
         instead = f" (searched the message: {searched!r})" if searched != data.get("query") else ""
+        if data.get("newest"):
+            instead = " (the message names nothing either: the newest memories)"
+            hits = ", ".join(h["memory"]["id"] for h in data.get("hits", []))
         return f"retrieved for {data.get('query')!r}{instead}: {hits or 'nothing'}"
     return f"{name}: {result.get('text', '')}"

@@ -15,7 +15,9 @@ Decisions where the paper is silent (SPEC §2):
 - A ``Retrieve_memory`` query that names nothing ("all", "the user", "mem_13";
   ``search.names_nothing``) searches the user's message of the turn instead, and the
   result reads as any search's: measured on the shipped policy, a note saying so made
-  it reply "You have not told me that yet." over the hit it was given.
+  it reply "You have not told me that yet." over the hit it was given. When that message
+  names nothing too ("What do you know about me?"), the result is the newest memories
+  (``search.OVERVIEW_K``, or ``top_k`` when given): no similarity can rank for it.
 
 ``ToolEnv.allowed`` narrows the six to a subset (the method variants of
 ``baselines.METHODS``): ``dispatch`` refuses any other tool with an error result,
@@ -32,7 +34,7 @@ import numpy as np
 from .. import prompts
 from ..errors import MemoryNotFound, ToolCallError
 from ..protocol import ToolCall
-from .search import names_nothing
+from .search import OVERVIEW_K, names_nothing
 from .stm import Context
 from .store import MemoryStore, parse_memory_id
 
@@ -251,6 +253,15 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
             raise ToolCallError(f'the query "{query}" names nothing to search for; write what to look '
                                 'for, e.g. "the user\'s dentist"')
         searched = env.turn_text
+        if names_nothing(searched):   # "what do you know about me?": the newest memories
+            newest = env.store.list(env.namespace, limit=top_k if "top_k" in args else OVERVIEW_K)
+            for m in newest:
+                env.seen_ids.add(m.id)
+            return ToolResult("Retrieve_memory", True,
+                              prompts.render_search_hits((m.id, m.content) for m in newest),
+                              {"query": query, "searched": None, "newest": True,
+                               "hits": [{"memory": m.to_dict(), "score": None, "similarity": None} for m in newest],
+                               "below_floor": 0, "judged_out": 0})
     vec = env.embed(searched)
     # Search deeper than top_k so a hit under the floor does not cost a relevant one
     # its place (a keyword match on a common word can outrank it in the fusion).

@@ -34,7 +34,9 @@ def render_result(result: dict) -> Text:
         t.append(f"  {mem.get('content')}", style="strike")
     elif name == "Retrieve_memory":
         t.append(f" {data.get('query')!r}")
-        if data.get("searched", data.get("query")) != data.get("query"):
+        if data.get("newest"):
+            t.append("\n  the message names nothing either: the newest memories", style="dim")
+        elif data.get("searched", data.get("query")) != data.get("query"):
             t.append(f"\n  searched the message instead: {data['searched']!r}", style="dim")
         hits = data.get("hits") or []
         if not hits:
