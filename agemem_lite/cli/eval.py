@@ -9,7 +9,7 @@ from typing import Iterator
 
 import click
 
-from .. import decisions
+from .. import chat_probes, decisions
 from ..assistant import open_policy, wants_context_usage, wants_demonstrations
 from ..baselines import METHODS
 from ..embed import load_embedder
@@ -71,7 +71,8 @@ def _run_name(settings) -> str:
                    "(" + ", ".join(harness.ENV_BENCHES) + "; pip install 'agemem-lite[envs]') score "
                    "success / progress. decisions[:train|heldout|natural|variants|found]: single protocol decisions "
                    "(accuracy per action class; default heldout and natural, --n items per generated split; "
-                   "found: questions whose memory a search found).")
+                   "found: questions whose memory a search found). chat: hand-written whole turns on a scratch "
+                   "database (two facts in one message, a change, 'what do you know about me?', recall, not told).")
 @click.option("--methods", default=None,
               help="Comma-separated methods. Default: all of " + ", ".join(METHODS) + ". Also mem0 and mem0-raw: "
                    "Mem0 OSS on the same GGUF through local llama.cpp servers, QA benchmarks only "
@@ -111,6 +112,10 @@ def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, releva
     s = ctx.settings
     if adapter is not None:
         s.adapter = str(adapter)
+    if "chat" in (parts := [b.strip() for b in benches.split(",")]):
+        if parts != ["chat"]:
+            raise ConfigError("--bench chat runs alone: run the other benchmarks in another call")
+        return _eval_chat(ctx, policy, seed, out, relevance_judge, methods or judge)
     splits = decisions.parse_bench(benches)
     if splits is not None:
         return _eval_decisions(ctx, splits, policy, n, seed, out, methods or judge)
@@ -185,6 +190,40 @@ def _eval_decisions(ctx, splits, policy, n, seed, out, unused) -> None:
         pol.close()
     ctx.emit({"out": str(out), "report": str(out / decisions.REPORT_NAME), "scores": scores},
              f"{text}\n\nreport: {out / decisions.REPORT_NAME}")
+
+
+def _eval_chat(ctx, policy, seed, out, relevance_judge, unused) -> None:
+    """--bench chat: the chat probes (``agemem_lite.chat_probes``), one whole turn each."""
+    if unused:
+        raise ConfigError("--methods and --judge do not apply to --bench chat")
+    s = ctx.settings
+    s.policy, s.seed = policy or s.policy, seed
+    _check_policy(s, s.policy)
+    if relevance_judge is not None:
+        s.relevance_judge = relevance_judge
+    judge_model(s)
+    out = out or s.data_dir / "eval" / f"{_run_name(s)}-chat-seed{seed}"
+    with _progress_bar("preparing embedder") as progress:
+        embedder = load_embedder(s, progress=progress)
+    pol = judge = None
+    try:
+        pol = open_policy(s)
+        judge = load_judge(s)
+        with _episode_bar("chat probes") as bar:
+            rows = chat_probes.run_probes(pol, embedder, s, judge=judge, context_usage=wants_context_usage(s),
+                                          demonstrations=wants_demonstrations(s),
+                                          progress=lambda done, total: bar(done, total, ""))
+    finally:
+        for r in (pol, judge, embedder):
+            if r is not None:
+                r.close()
+    text = chat_probes.render_report(rows, _run_name(s))
+    out.mkdir(parents=True, exist_ok=True)
+    harness.write_json_atomic(out / "probes.json", rows)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    summary = chat_probes.summarise(rows)
+    ctx.emit({"out": str(out), "report": str(out / "report.md"), "scores": summary},
+             f"{text}\nreport: {out / 'report.md'}")
 
 
 COMMANDS = [eval_cmd]
