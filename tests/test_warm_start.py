@@ -25,8 +25,9 @@ pytest.importorskip("trl")
 
 from train.config import TrainConfig  # noqa: E402
 from train.warm_start import (OPEN_PROMPTS, build_turns, edit_reply_turns,  # noqa: E402
-                              info_turns, question_turns, replay_turns, retrieve_turn,
-                              stage2_prompts, step_pieces, tokenize_turn, turns_of, with_context_usage)
+                              info_turns, overview_turns, question_turns, replay_turns, retrieve_turn,
+                              stage2_prompts, step_pieces, tokenize_turn, turns_of, two_fact_turns,
+                              with_context_usage)
 
 
 def _item(label: str, split: str = "train") -> D.DecisionItem:
@@ -366,6 +367,52 @@ def test_mask_covers_exactly_the_oracle_steps(small_policy):
     first_end = len(small_policy.tokenize(small_policy.render(turn.context))) + n_step
     assert all(mask[first_end - n_step:first_end])
     assert mask[first_end] == 0
+
+
+def test_two_fact_turns_store_each_fact_in_its_own_add_of_one_step():
+    turns = two_fact_turns(30, 0)
+    assert any("The user's name is" in t.steps[0] for t in turns)   # some name the user
+    for t in turns:
+        user = prompts.user_text_of(t.context[-1]["content"])
+        first, done = (parse_step(s) for s in t.steps)
+        assert first.error is None and [c.name for c in first.calls] == ["Add_memory", "Add_memory"]
+        contents = [c.arguments["content"] for c in first.calls]
+        assert contents[0] != contents[1] and all(c.startswith("The user") for c in contents)
+        # the think names both values: each is what the user said and what one Add stores
+        m = re.fullmatch(r"Kind: new fact\. Two new facts, so store both: (.+) and (.+)\.", first.think)
+        assert m, first.think
+        for value, content in zip(m.groups(), contents):
+            assert value in user and value in content
+        assert isinstance(t.tool_results[0], list) and len(t.tool_results[0]) == 2
+        assert all(r.startswith("Add_memory: stored as mem_") for r in t.tool_results[0])
+        shown = set(re.findall(r"\[(mem_\d+)\]", t.context[-1]["content"]))
+        assert not shown & {r.rsplit(" ", 1)[-1] for r in t.tool_results[0]}   # new ids are not shown ones
+        assert done.answer and not done.calls
+
+
+def test_a_step_with_two_calls_is_followed_by_both_tool_results_and_neither_is_learnt(small_policy):
+    t = two_fact_turns(1, 3)[0]
+    ids, mask = tokenize_turn(small_policy, t)
+    llm = small_policy.llm
+    assert llm.detokenize([i for i, m in zip(ids, mask) if m]).decode() == "".join(t.steps)
+    context = llm.detokenize([i for i, m in zip(ids, mask) if not m], special=True).decode()
+    a, b = t.tool_results[0]
+    assert context.index(a) < context.index(b)
+    assert t.before_last_step()[-2:] == [{"role": "tool", "content": a}, {"role": "tool", "content": b}]
+
+
+def test_overview_turns_state_every_shown_memory_to_the_user():
+    for t in overview_turns(20, 0):
+        shown = re.findall(r"\[(mem_\d+)\] (.*)", t.context[-1]["content"])
+        assert 2 <= len(shown) <= 5
+        (step,) = t.steps
+        p = parse_step(step)
+        assert all(m in p.think for m, _ in shown)
+        for _, content in shown:
+            fact = next(f for f in D.FACTS.values() if D._sentence_pattern(f).fullmatch(content))
+            said = fact.answer.format(**D._sentence_pattern(fact).fullmatch(content).groupdict())
+            assert said in p.answer
+        assert "the user" not in p.answer.lower()
 
 
 def test_config_rules_for_the_warm_start():

@@ -37,12 +37,15 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: with ModelSpec.context_usage or the context_usage setting); edit_replies: each Filter/Summary
 #: turn also teaches the reply after its edit (train.warm_start.edit_reply_turns; round V);
 #: worked_think: a HotpotQA question's think names both memories and writes the hop or the comparison
-#: out; hotpot_questions: that many more HotpotQA questions join the round (train.warm_start.question_turns).
+#: out; hotpot_questions: that many more HotpotQA questions join the round (train.warm_start.question_turns);
+#: two_facts / overviews: that many messages stating two facts (two Adds in one step) / asking for
+#: everything stored about the user (train.warm_start.two_fact_turns / overview_turns).
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
                        "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1,
                        "wide_long": False, "long_think": None, "fact_think": "plain", "context_usage": False,
-                       "edit_replies": False, "worked_think": False, "hotpot_questions": 0}
+                       "edit_replies": False, "worked_think": False, "hotpot_questions": 0,
+                       "two_facts": 0, "overviews": 0}
 
 
 def _f(default, help: str):
@@ -70,7 +73,7 @@ class TrainConfig:
     warm_start: list = _f([], "Supervised warm-start rounds before GRPO, each continuing the adapter of the "
                           "one before: tables with items (decision-set train items, required), seed, epochs, "
                           "lr, classes (the class cycle; repeat a class to weight it), long_share, "
-                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long, long_think, fact_think, context_usage, edit_replies, worked_think, hotpot_questions (defaults: WARM_START_DEFAULTS). "
+                          "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long, long_think, fact_think, context_usage, edit_replies, worked_think, hotpot_questions, two_facts, overviews (defaults: WARM_START_DEFAULTS). "
                           "Empty = no warm start.")
     init_adapter: str = _f("", "Start from this PEFT adapter folder (e.g. RUN/warm_start/adapter) or GGUF LoRA "
                            "adapter (e.g. models/adapters/agemem-0.5b.lora.gguf, the shipped policy) instead "
@@ -204,7 +207,7 @@ class TrainConfig:
             r["seed"] = self.seed + i if r["seed"] is None else r["seed"]
             r["classes"] = list(r["classes"] or CLASSES)
             for k in ("items", "seed", "long_budget", "max_tokens", "replay", "stage2", "questions", "episodes",
-                      "pack", "hotpot_questions"):
+                      "pack", "hotpot_questions", "two_facts", "overviews"):
                 low = 1 if k in ("items", "long_budget", "max_tokens", "pack") else 0
                 if isinstance(r[k], bool) or not isinstance(r[k], int) or r[k] < low:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: an integer ≥ {low}")

@@ -201,7 +201,8 @@ class GRPOTrainer:
                                   pack=rnd["pack"], wide_long=rnd["wide_long"], long_think=rnd["long_think"],
                                   fact_think=rnd["fact_think"], context_usage=rnd["context_usage"],
                                   edit_replies=rnd["edit_replies"], worked_think=rnd["worked_think"],
-                                  hotpot_questions=rnd["hotpot_questions"], settings=self.settings,
+                                  hotpot_questions=rnd["hotpot_questions"], two_facts=rnd["two_facts"],
+                                  overviews=rnd["overviews"], settings=self.settings,
                                   log=self.log,
                                   progress=self.progress)
                 self._append_log({"type": "warm_start", "round": i, **summary})

@@ -71,15 +71,20 @@ class Turn:
     label: str
     context: list[dict]
     steps: list[str]
-    tool_results: list[str]
+    tool_results: list[str | list[str]]   # a list: one tool message per call of a step with several
 
     def before_last_step(self) -> list[dict]:
         """The messages the last step is written after: the context, then each earlier step and
         its tool result (what a policy is measured on at that step)."""
         msgs = list(self.context)
         for step, result in zip(self.steps[:-1], self.tool_results):
-            msgs += [{"role": "assistant", "content": step}, {"role": "tool", "content": result}]
+            msgs += [{"role": "assistant", "content": step}, *tool_messages(result)]
         return msgs
+
+
+def tool_messages(result: str | list[str]) -> list[dict]:
+    """The tool messages after a step, one per call, as ``Agent`` appends them."""
+    return [{"role": "tool", "content": r} for r in ([result] if isinstance(result, str) else result)]
 
 
 def turns_of(item: D.DecisionItem, r: random.Random, *, demonstrations: bool = False,
@@ -461,6 +466,77 @@ def info_turns(n: int, seed: int, *, benches: Sequence[str] = ("hotpot", "longme
     return out
 
 
+#: How the two facts of one message are joined (train wordings; the chat probes use none of them).
+TWO_FACT_JOINERS = (" and ", ", and ", ". Also, ", "; ")
+#: Openings of such a message, and its name facts (the decision set has no name fact type).
+TWO_FACT_OPENERS = ("", "", "Hello! ", "Hey! ")
+NAME_PHRASINGS = ("my name is {v}", "call me {v}", "{v} here")
+#: Requests for everything stored about the user (train wordings; none is a chat probe's).
+OVERVIEW_ASKS = ("what do you have on me?", "Give me a rundown of what you've stored about me.",
+                 "what details about me are you keeping?", "Summarise what you know of me, please.",
+                 "which facts about me do you hold?", "anything you recall about me?",
+                 "what's in your memory about me?", "Run through my details for me.")
+
+
+def two_fact_turns(n: int, seed: int) -> list[Turn]:
+    """``n`` messages that state two new facts ("Hello! call me Ines and I drive a red Fiat.")
+    answered by one step with two Add_memory calls, one sentence each, then the reply.
+
+    Why: in chat v7 stored one fact of such a message and dropped the other ("Hi! I'm Priya and I
+    live in Bristol." → "I live in Bristol"): every Add it learnt stores one fact."""
+    r = random.Random(f"two-facts:{seed}")
+    out: list[Turn] = []
+    for i in range(n):
+        b = D._Builder(r, "train")
+        with_name = r.random() < 0.3
+        types = r.sample(sorted(D.FACTS), 1 if with_name else 2)
+        item = D.DecisionItem(id=f"two-{seed}-{i}", split="train", label="add", user="", kind="new fact")
+        item.history, stored = b.short_history(set(types))
+        facts: list[tuple[str, str, str, str]] = []   # (what the user says, memory sentence, type, value)
+        if with_name:
+            v = b.names.first_name()
+            facts.append((r.choice(NAME_PHRASINGS).format(v=v), f"The user's name is {v}.", "fact", v))
+        for name in types:
+            f = D.FACTS[name]
+            sl = b.slots(f)
+            _, ph = b.phrasing(f, "add")
+            facts.append((ph.format(**sl), f.sentence.format(**sl), f.memory_type, sl["v"]))
+        r.shuffle(facts)
+        item.user = r.choice(TWO_FACT_OPENERS) + D._cap(facts[0][0]) + r.choice(TWO_FACT_JOINERS) + facts[1][0] + "."
+        item.shown = [(m, c) for m, c, _, _ in b.distractors(r.choice([0, 0, 1, 2]), set(types))] + stored[:1]
+        r.shuffle(item.shown)
+        calls = [{"name": "Add_memory", "arguments": {"content": sent, "memory_type": mtype}}
+                 for _, sent, mtype, _ in facts]
+        think = f"Kind: new fact. Two new facts, so store both: {facts[0][3]} and {facts[1][3]}."
+        ids = r.sample([k for k in range(1, 60) if f"mem_{k}" not in {m for m, _ in item.shown}], 2)
+        done = render_step("Kind: new fact. Stored, so reply.", answer=r.choice(_REPLIES["add"]))
+        out.append(Turn(item.id, "add", D.messages(item), [render_step(think, calls=calls), done],
+                        [[prompts.render_tool_result("Add_memory", True, f"stored as mem_{k}") for k in ids]]))
+    return out
+
+
+def overview_turns(n: int, seed: int) -> list[Turn]:
+    """``n`` requests for everything stored about the user, with 2-5 memories shown (as the
+    runtime shows the newest memories for a message that names nothing), answered by stating
+    each of them to the user.
+
+    Why: asked "What do you know about me?" with its memories shown, v7 stated one of them."""
+    r = random.Random(f"overview:{seed}")
+    out: list[Turn] = []
+    for i in range(n):
+        b = D._Builder(r, "train")
+        shown = b.distractors(r.randint(2, 5), set())
+        item = D.DecisionItem(id=f"overview-{seed}-{i}", split="train", label="answer",
+                              user=r.choice(OVERVIEW_ASKS), kind="question", basis="memory",
+                              shown=[(m, c) for m, c, _, _ in shown])
+        ids = [m for m, *_ in shown]
+        named = f"{', '.join(ids[:-1])} and {ids[-1]}"
+        answer = " ".join(f.answer.format(**sl) for _, _, f, sl in shown)
+        step = render_step(f"Kind: question. {named} are about the user, so list them.", answer=answer)
+        out.append(Turn(item.id, "answer", D.messages(item), [step], []))
+    return out
+
+
 def with_context_usage(turns: list[Turn], count_tokens: Callable[[str], int]) -> list[Turn]:
     """``turns`` with the context-usage line on every user turn, counted with the serving
     tokenizer as ``Agent(context_usage=True)`` counts it; each turn's budget is the one its
@@ -589,7 +665,7 @@ def tokenize_turn(tok, turn: Turn) -> tuple[list[int], list[int]]:
         rendered = full + step
         msgs = msgs + [{"role": "assistant", "content": step}]
         if i < len(turn.tool_results):
-            msgs.append({"role": "tool", "content": turn.tool_results[i]})
+            msgs += tool_messages(turn.tool_results[i])
     return ids, mask
 
 
@@ -613,7 +689,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
             question_retrieve: float = 0.5, episodes: int = 0, pack: int = 1, wide_long: bool = False,
             long_think: str | None = None, fact_think: str = "plain", context_usage: bool = False,
             edit_replies: bool = False, worked_think: bool = False, hotpot_questions: int = 0,
-            settings=None) -> dict:
+            two_facts: int = 0, overviews: int = 0, settings=None) -> dict:
     """Supervised warm start. Writes ``out/adapter`` (PEFT), ``out/adapter.gguf`` (llama.cpp LoRA)
     and ``out/sft.json`` (data size, loss, wall time, peak RSS). Returns the summary.
     ``replay`` / ``stage2`` / ``questions``: that many self-distilled answers to open requests /
@@ -630,7 +706,8 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
     (``with_context_usage``), for a policy served with ``ModelSpec.context_usage``.
     ``edit_replies``: each Filter/Summary turn also gets its next step, the reply after the edit
     (``edit_reply_turns``; ``settings`` names the embedder Filter uses). ``worked_think``:
-    see ``question_turns``; ``hotpot_questions``: that many more HotpotQA stage-3 turns (its ``hotpot``)."""
+    see ``question_turns``; ``hotpot_questions``: that many more HotpotQA stage-3 turns (its ``hotpot``).
+    ``two_facts`` / ``overviews``: that many ``two_fact_turns`` / ``overview_turns`` (seeded by ``seed``)."""
     import resource
 
     import torch
@@ -654,6 +731,10 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
                                 worked_think=worked_think, hotpot=hotpot_questions)
     if episodes:
         turns += info_turns(episodes, question_seed + seed)
+    if two_facts:
+        turns += two_fact_turns(two_facts, seed)
+    if overviews:
+        turns += overview_turns(overviews, seed)
     tok = LlamaPolicy(base_gguf, n_ctx=512, n_threads=1)
     try:
         if context_usage:
@@ -681,7 +762,7 @@ def run_sft(base_gguf: Path, folder: Path, out: Path, *, n_items: int, seed: int
         "episodes": episodes, "init_adapter": str(init_adapter or ""), "wide_long": wide_long,
         "long_think": long_think, "fact_think": fact_think, "context_usage": context_usage,
         "edit_replies": edit_replies, "worked_think": worked_think, "hotpot_questions": hotpot_questions,
-        "pack": pack, **trained,
+        "two_facts": two_facts, "overviews": overviews, "pack": pack, **trained,
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
