@@ -1141,8 +1141,12 @@ def _words(text: str) -> set[str]:
 
 def carries_value(content: str | None, value: str) -> bool:
     """Whether stored content keeps the user's new value: every word and number of ``value``
-    occurs in it, case-insensitively ("June 14" is in "...birthday is the 14th of June")."""
-    return bool(value) and content is not None and _words(value) <= _words(content)
+    occurs in it, case-insensitively ("June 14" is in "...birthday is the 14th of June"); an
+    article of the value need not ("Pharmacist" names "a pharmacist")."""
+    return bool(value) and content is not None and _words(value) - _ARTICLES <= _words(content)
+
+
+_ARTICLES = frozenset({"a", "an", "the"})
 
 
 def value_check(item: DecisionItem, d: Decision) -> bool | None:

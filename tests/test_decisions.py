@@ -358,6 +358,8 @@ def test_carries_value_compares_words_and_numbers():
     assert not D.carries_value("The user's mother's birthday is June 4.", "June 14")
     assert not D.carries_value("The user's partner is Reinmou.", "risotto")
     assert not D.carries_value(None, "Leeds") and not D.carries_value("The user lives in Leeds.", "")
+    assert D.carries_value("Pharmacist", "a pharmacist") and D.carries_value("Red Fiat.", "a red Fiat")
+    assert not D.carries_value("A nurse.", "a pharmacist")
 
 
 def test_classify_maps_steps_to_classes():
