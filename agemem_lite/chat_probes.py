@@ -18,11 +18,11 @@ import dataclasses
 import json
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .decisions import carries_value
+from .decisions import TODAY, carries_value
 from .prompts import addressed_to_user
 from .rewards import says_not_known
 
@@ -121,7 +121,8 @@ def run_probes(policy, embedder, settings, *, probes: Sequence[Probe] = PROBES, 
                context_usage: bool = False, demonstrations: bool = False,
                progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Every probe on one scratch database (a temporary file, removed afterwards), one namespace
-    each; the user's own database is never opened."""
+    each; the user's own database is never opened. The system prompt's date is the decision
+    set's (``decisions.TODAY``), so a rerun on another day sees the same prompt."""
     from .agent import Agent
     from .memory.store import MemoryStore
 
@@ -131,7 +132,7 @@ def run_probes(policy, embedder, settings, *, probes: Sequence[Probe] = PROBES, 
         try:
             def make_agent(ns: str):
                 s = dataclasses.replace(settings, namespace=ns)
-                return Agent(policy, store, embedder, s, demonstrations=demonstrations,
+                return Agent(policy, store, embedder, s, today=TODAY, demonstrations=demonstrations,
                              context_usage=context_usage, judge=judge)
 
             for i, p in enumerate(probes):

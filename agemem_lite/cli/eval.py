@@ -217,7 +217,8 @@ def _eval_chat(ctx, policy, seed, out, relevance_judge, unused) -> None:
         for r in (pol, judge, embedder):
             if r is not None:
                 r.close()
-    text = chat_probes.render_report(rows, _run_name(s))
+    title = _run_name(s) + (f" + relevance judge {s.relevance_judge}" if s.relevance_judge else "")
+    text = chat_probes.render_report(rows, title)
     out.mkdir(parents=True, exist_ok=True)
     harness.write_json_atomic(out / "probes.json", rows)
     (out / "report.md").write_text(text, encoding="utf-8")
