@@ -353,6 +353,9 @@ def test_retrieve_for_a_message_that_names_nothing_either_lists_the_newest_memor
     assert reader.seen_ids == set(ids)
     two = call(reader, "Retrieve_memory", query="all", top_k=2)
     assert [h["memory"]["id"] for h in two.data["hits"]] == ids[:0:-1]   # top_k, when given, is how many
+    # a filter is not dropped: the message is searched with it, as before
+    kept = call(reader, "Retrieve_memory", query="all", metadata_filter={"memory_type": "preference"})
+    assert kept.ok and not kept.data.get("newest") and kept.data["hits"] == []
 
 
 def test_retrieve_with_a_query_that_names_nothing_and_no_turn_is_an_error_to_model(env):

@@ -502,7 +502,9 @@ def two_fact_turns(n: int, seed: int) -> list[Turn]:
             _, ph = b.phrasing(f, "add")
             facts.append((ph.format(**sl), f.sentence.format(**sl), f.memory_type, sl["v"]))
         r.shuffle(facts)
-        item.user = r.choice(TWO_FACT_OPENERS) + D._cap(facts[0][0]) + r.choice(TWO_FACT_JOINERS) + facts[1][0] + "."
+        opener = r.choice(TWO_FACT_OPENERS)   # drawn before the joiner: round X's data depends on it
+        first = facts[0][0][:1].upper() + facts[0][0][1:]
+        item.user = opener + first + r.choice(TWO_FACT_JOINERS) + facts[1][0] + "."
         item.shown = [(m, c) for m, c, _, _ in b.distractors(r.choice([0, 0, 1, 2]), set(types))] + stored[:1]
         r.shuffle(item.shown)
         calls = [{"name": "Add_memory", "arguments": {"content": sent, "memory_type": mtype}}

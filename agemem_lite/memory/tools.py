@@ -17,7 +17,8 @@ Decisions where the paper is silent (SPEC §2):
   result reads as any search's: measured on the shipped policy, a note saying so made
   it reply "You have not told me that yet." over the hit it was given. When that message
   names nothing too ("What do you know about me?"), the result is the newest memories
-  (``search.OVERVIEW_K``, or ``top_k`` when given): no similarity can rank for it.
+  (``search.OVERVIEW_K``, or ``top_k`` when given): no similarity can rank for it. With a
+  ``metadata_filter`` it is still a search of the message, so the filter applies.
 
 ``ToolEnv.allowed`` narrows the six to a subset (the method variants of
 ``baselines.METHODS``): ``dispatch`` refuses any other tool with an error result,
@@ -253,7 +254,7 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
             raise ToolCallError(f'the query "{query}" names nothing to search for; write what to look '
                                 'for, e.g. "the user\'s dentist"')
         searched = env.turn_text
-        if names_nothing(searched):   # "what do you know about me?": the newest memories
+        if names_nothing(searched) and flt is None:   # "what do you know about me?": the newest memories
             newest = env.store.list(env.namespace, limit=top_k if "top_k" in args else OVERVIEW_K)
             for m in newest:
                 env.seen_ids.add(m.id)
