@@ -112,6 +112,28 @@ async def test_reply_streams_in_pieces_before_the_turn_ends(chat_factory):
         assert views(app)[-1][1].startswith("one two three")
 
 
+async def test_a_reply_about_the_user_is_addressed_to_them_while_it_streams(chat_factory):
+    """v7 answers in its memories' words ("The user's favourite food is pho."): the streamed text
+    already reads "Your ...", not only the finished reply."""
+    chat = chat_factory(StreamingPolicy([answer("The user's favourite food is pho. " * 6)], delay=0.02))
+    app = make_app(chat.settings, chat)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"what food do I love", "enter")
+        shown = ""
+        for _ in range(200):
+            await pilot.pause(0.05)
+            view = app.chat_screen.query(MessageView).last()
+            if view.role == "assistant" and "pho" in view.text:
+                shown = view._markdown
+                break
+        assert app.chat_screen.busy and shown.startswith("Your favourite food is pho.")
+        assert "The user" not in shown
+        while app.chat_screen.busy:
+            await pilot.pause(0.05)
+        assert views(app)[-1][1].startswith("Your favourite food is pho.")
+
+
 async def test_memory_operation_appears_in_the_activity_pane_and_the_browser(chat_factory):
     """An Add shows in the activity pane as it happens and is listed by the memory browser."""
     chat = chat_factory(StreamingPolicy([add("Tom is my cat."), answer("Noted.")]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static
 
+from agemem_lite.prompts import addressed_to_user
+
 
 class MessageView(Markdown):
     """One message. Assistant replies grow with ``append`` while they stream."""
@@ -15,9 +17,11 @@ class MessageView(Markdown):
         self.text = text
 
     def append(self, more: str) -> None:
-        """Add streamed text (the caller batches pieces, so this runs a few times a second)."""
+        """Add streamed text (the caller batches pieces, so this runs a few times a second). A reply
+        is shown addressed to the user as it grows, as ``ChatSession.send`` saves it, so "The
+        user's ..." does not flash up before the turn ends."""
         self.text += more
-        self.update(self.text)
+        self.update(addressed_to_user(self.text) if self.role == "assistant" else self.text)
 
     def finish(self, text: str | None, note: str | None = None) -> None:
         """Show the final answer (or a note in its place, e.g. cancelled)."""
