@@ -345,7 +345,7 @@ def test_retrieve_for_a_message_that_names_nothing_either_lists_the_newest_memor
     writer = make_env(store, embedder)
     ids = [add(writer, t) for t in ("I live in Oxford.", "My cat is called Miso.", "I like tea.")]
     reader = make_env(store, embedder, min_similarity=0.2)
-    reader.turn_text = message
+    reader.turn_text = reader.judge_question = message   # as Agent.turn sets them for a question
     r = call(reader, "Retrieve_memory", query="what the user told me")
     assert r.ok and r.data["newest"] and [h["memory"]["id"] for h in r.data["hits"]] == ids[::-1]
     assert r.text == "\n" + "\n".join(f"[{i}] {t}" for i, t in zip(ids[::-1], ("I like tea.", "My cat is called Miso.",
@@ -353,9 +353,25 @@ def test_retrieve_for_a_message_that_names_nothing_either_lists_the_newest_memor
     assert reader.seen_ids == set(ids)
     two = call(reader, "Retrieve_memory", query="all", top_k=2)
     assert [h["memory"]["id"] for h in two.data["hits"]] == ids[:0:-1]   # top_k, when given, is how many
+    # the policy's own phrase for such a question finds nothing past the floor: the newest too
+    own = call(reader, "Retrieve_memory", query="your knowledge about me")
+    assert own.data["newest"] and [h["memory"]["id"] for h in own.data["hits"]] == ids[::-1]
+    # a phrase that finds something keeps its hits
+    found = call(reader, "Retrieve_memory", query="the user's cat")
+    assert not found.data.get("newest") and [h["memory"]["id"] for h in found.data["hits"]][0] == ids[1]
     # a filter is not dropped: the message is searched with it, as before
     kept = call(reader, "Retrieve_memory", query="all", metadata_filter={"memory_type": "preference"})
     assert kept.ok and not kept.data.get("newest") and kept.data["hits"] == []
+
+
+def test_a_search_that_finds_nothing_in_a_statement_turn_stays_empty(store, embedder):
+    """Only a question that names nothing gets the newest memories in place of an empty search."""
+    writer = make_env(store, embedder)
+    add(writer, "I live in Oxford.")
+    reader = make_env(store, embedder, min_similarity=0.2)
+    reader.turn_text = "I told you about me."   # names nothing, and is no question (judge_question unset)
+    r = call(reader, "Retrieve_memory", query="your knowledge about me")
+    assert r.ok and r.data["hits"] == [] and not r.data.get("newest")
 
 
 def test_retrieve_with_a_query_that_names_nothing_and_no_turn_is_an_error_to_model(env):

@@ -17,8 +17,10 @@ Decisions where the paper is silent (SPEC §2):
   result reads as any search's: measured on the shipped policy, a note saying so made
   it reply "You have not told me that yet." over the hit it was given. When that message
   names nothing too ("What do you know about me?"), the result is the newest memories
-  (``search.OVERVIEW_K``, or ``top_k`` when given): no similarity can rank for it. With a
-  ``metadata_filter`` it is still a search of the message, so the filter applies.
+  (``search.OVERVIEW_K``, or ``top_k`` when given): no similarity can rank for it. So are
+  the results of any search that finds nothing in a turn whose question names nothing (v7
+  searched "your knowledge about me" for "What do you know about me?"). With a
+  ``metadata_filter`` it is a search as before, so the filter applies.
 
 ``ToolEnv.allowed`` narrows the six to a subset (the method variants of
 ``baselines.METHODS``): ``dispatch`` refuses any other tool with an error result,
@@ -255,14 +257,7 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
                                 'for, e.g. "the user\'s dentist"')
         searched = env.turn_text
         if names_nothing(searched) and flt is None:   # "what do you know about me?": the newest memories
-            newest = env.store.list(env.namespace, limit=top_k if "top_k" in args else OVERVIEW_K)
-            for m in newest:
-                env.seen_ids.add(m.id)
-            return ToolResult("Retrieve_memory", True,
-                              prompts.render_search_hits((m.id, m.content) for m in newest),
-                              {"query": query, "searched": None, "newest": True,
-                               "hits": [{"memory": m.to_dict(), "score": None, "similarity": None} for m in newest],
-                               "below_floor": 0, "judged_out": 0})
+            return _newest(env, query, top_k if "top_k" in args else OVERVIEW_K)
     vec = env.embed(searched)
     # Search deeper than top_k so a hit under the floor does not cost a relevant one
     # its place (a keyword match on a common word can outrank it in the fusion).
@@ -276,6 +271,10 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
     passing = [h for h in found if h.similarity is None or h.similarity >= env.min_similarity]
     judge = env.judge if env.judge_question else None
     hits, judged_out = judged(passing, env.judge_question or searched, judge, env.judge_min, top_k)
+    if not hits and flt is None and env.judge_question and env.turn_text and names_nothing(env.turn_text):
+        # the question asks for everything ("What do you know about me?") and the policy's own
+        # phrase for it ("your knowledge about me") found nothing: the newest memories
+        return _newest(env, query, top_k if "top_k" in args else OVERVIEW_K)
     for h in hits:
         env.seen_ids.add(h.memory.id)
     text = prompts.render_search_hits((h.memory.id, h.memory.content) for h in hits)
@@ -285,6 +284,17 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
                        "below_floor": sum(1 for h in found
                                           if h.similarity is not None and h.similarity < env.min_similarity),
                        "judged_out": judged_out})
+
+
+def _newest(env: ToolEnv, query: str, n: int) -> ToolResult:
+    """Retrieve_memory's result as the ``n`` newest memories, for a search with no words to rank by."""
+    newest = env.store.list(env.namespace, limit=n)
+    for m in newest:
+        env.seen_ids.add(m.id)
+    return ToolResult("Retrieve_memory", True, prompts.render_search_hits((m.id, m.content) for m in newest),
+                      {"query": query, "searched": None, "newest": True,
+                       "hits": [{"memory": m.to_dict(), "score": None, "similarity": None} for m in newest],
+                       "below_floor": 0, "judged_out": 0})
 
 
 def judged(hits: list, query: str, judge: Callable[[str, str], float] | None, judge_min: float,
