@@ -449,6 +449,12 @@ def test_config_rules_for_the_warm_start():
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "episodes": -1}]})
     with pytest.raises(ConfigError, match="worked_think='yes'"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "worked_think": "yes"}]})
+    with pytest.raises(ConfigError, match="no turns to train on"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": 0}]})
+    only = TrainConfig.load("tiny", {"warm_start": [{"items": 0, "overviews": 4}]}).warm_start_rounds()
+    assert only[0]["items"] == 0 and only[0]["overviews"] == 4   # a round of only overview turns
+    with pytest.raises(ConfigError, match="items=-1"):
+        TrainConfig.load("tiny", {"warm_start": [{"items": -1, "overviews": 4}]})
     with pytest.raises(ConfigError, match="hotpot_questions=-2"):
         TrainConfig.load("tiny", {"warm_start": [{"items": 7, "hotpot_questions": -2}]})
     cfg = TrainConfig.load("default", {"steps": 0})

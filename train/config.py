@@ -40,6 +40,9 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: out; hotpot_questions: that many more HotpotQA questions join the round (train.warm_start.question_turns);
 #: two_facts / overviews: that many messages stating two facts (two Adds in one step) / asking for
 #: everything stored about the user (train.warm_start.two_fact_turns / overview_turns).
+#: The keys of a warm-start round that add turns: a round needs one of them above 0. ``items = 0``
+#: makes a round of only the other kinds (e.g. a small dose of overview turns on the shipped policy).
+ROUND_TURNS = ("items", "replay", "stage2", "questions", "episodes", "hotpot_questions", "two_facts", "overviews")
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
                        "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1,
@@ -208,9 +211,12 @@ class TrainConfig:
             r["classes"] = list(r["classes"] or CLASSES)
             for k in ("items", "seed", "long_budget", "max_tokens", "replay", "stage2", "questions", "episodes",
                       "pack", "hotpot_questions", "two_facts", "overviews"):
-                low = 1 if k in ("items", "long_budget", "max_tokens", "pack") else 0
+                low = 1 if k in ("long_budget", "max_tokens", "pack") else 0
                 if isinstance(r[k], bool) or not isinstance(r[k], int) or r[k] < low:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: an integer ≥ {low}")
+            if not any(r[k] for k in ROUND_TURNS):
+                raise ConfigError(f"{where}: no turns to train on; give items = N (decision-set train items) "
+                                  f"or one of {', '.join(ROUND_TURNS[1:])}")
             for k in ("epochs", "lr"):
                 if isinstance(r[k], bool) or not isinstance(r[k], (int, float)) or r[k] <= 0:
                     raise ConfigError(f"{where}.{k}={r[k]!r}: a number > 0")
