@@ -226,8 +226,15 @@ def test_a_question_that_names_nothing_is_shown_the_newest_memories(make_agent, 
     agent3, _ = make_agent([call_step("Retrieve_memory", query="all", top_k=2), answer_step("Peanuts.")],
                            auto_retrieve_k=0)
     [op] = agent3.turn("Tell me everything you remember about me.").operations
-    assert describe_operation(op) == (f"retrieved for 'all' (the message names nothing either: the newest "
+    assert describe_operation(op) == (f"retrieved for 'all' (the query and the message name nothing: the newest "
                                       f"memories): {ids[2]}, {ids[1]}")
+    # the policy's own phrase for it found nothing: the line says that, not that the query named nothing
+    agent4, _ = make_agent([call_step("Retrieve_memory", query="your knowledge about me"), answer_step("Tea.")],
+                           auto_retrieve_k=0)
+    [op] = agent4.turn("What do you know about me?").operations
+    assert describe_operation(op).startswith("retrieved for 'your knowledge about me' (found nothing for "
+                                             "'your knowledge about me', and the message names nothing: "
+                                             "the newest memories): ")
 
 
 def test_retrieve_memory_applies_the_settings_relevance_floor(make_agent, store, embedder):

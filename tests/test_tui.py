@@ -72,6 +72,18 @@ async def until_idle(pilot, timeout: float = 60.0) -> None:
         await pilot.pause(0.05)
 
 
+async def wait_for(pilot, shown, tries: int = 200, every: float = 0.05):
+    """Poll every ``every`` seconds, up to ``tries`` times, until ``shown()`` returns something true;
+    return it (or the last falsy value, for the caller's assertion to report)."""
+    value = None
+    for _ in range(tries):
+        await pilot.pause(every)
+        value = shown()
+        if value:
+            break
+    return value
+
+
 def views(app) -> list[tuple[str, str]]:
     return [(v.role, v.text) for v in app.chat_screen.query(MessageView)]
 
@@ -100,15 +112,9 @@ async def test_reply_streams_in_pieces_before_the_turn_ends(chat_factory):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.click("#prompt")
         await pilot.press(*"hi", "enter")
-        partial = ""
-        for _ in range(200):
-            await pilot.pause(0.05)
-            partial = views(app)[-1][1]
-            if partial:
-                break
+        partial = await wait_for(pilot, lambda: views(app)[-1][1])
         assert app.chat_screen.busy and partial and len(partial) < 150
-        while app.chat_screen.busy:
-            await pilot.pause(0.05)
+        await until_idle(pilot)
         assert views(app)[-1][1].startswith("one two three")
 
 
@@ -120,17 +126,13 @@ async def test_a_reply_about_the_user_is_addressed_to_them_while_it_streams(chat
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.click("#prompt")
         await pilot.press(*"what food do I love", "enter")
-        shown = ""
-        for _ in range(200):
-            await pilot.pause(0.05)
+        def streamed_pho() -> str:
             view = app.chat_screen.query(MessageView).last()
-            if view.role == "assistant" and "pho" in view.text:
-                shown = view._markdown
-                break
+            return view._markdown if view.role == "assistant" and "pho" in view.text else ""
+        shown = await wait_for(pilot, streamed_pho)
         assert app.chat_screen.busy and shown.startswith("Your favourite food is pho.")
         assert "The user" not in shown
-        while app.chat_screen.busy:
-            await pilot.pause(0.05)
+        await until_idle(pilot)
         assert views(app)[-1][1].startswith("Your favourite food is pho.")
 
 
@@ -201,14 +203,10 @@ async def test_approval_mode_rejecting_an_add_stores_nothing(chat_factory):
         assert chat.approval_mode == "ask"
         await pilot.click("#prompt")
         await pilot.press(*"My cat is Tom.", "enter")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, ApprovalScreen):
-                break
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), tries=100)
         assert isinstance(app.screen, ApprovalScreen)
         await pilot.press("n")
-        while app.chat_screen.busy:
-            await pilot.pause(0.05)
+        await until_idle(pilot)
         assert chat.store.count(NS) == 0
         [op] = activity(app)
         assert not op["ok"] and "rejected" in op["text"]
@@ -223,14 +221,10 @@ async def test_approval_mode_edit_stores_the_users_text(chat_factory):
         await pilot.press("f5")
         await pilot.click("#prompt")
         await pilot.press(*"My cat is Tom.", "enter")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, ApprovalScreen):
-                break
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), tries=100)
         app.screen.query_one("#approval-edit").load_text("Tom is my grey cat.")
         await pilot.click("#edit")
-        while app.chat_screen.busy:
-            await pilot.pause(0.05)
+        await until_idle(pilot)
         assert [m.content for m in chat.store.list(NS)] == ["Tom is my grey cat."]
 
 
@@ -264,15 +258,9 @@ async def test_escape_cancels_a_reply_and_keeps_the_context_clean(chat_factory):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.click("#prompt")
         await pilot.press(*"tell me a long story", "enter")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if views(app)[-1][1]:
-                break
+        await wait_for(pilot, lambda: views(app)[-1][1], tries=100)
         await pilot.press("escape")
-        for _ in range(200):
-            await pilot.pause(0.05)
-            if not app.chat_screen.busy:
-                break
+        await wait_for(pilot, lambda: not app.chat_screen.busy)
         assert not app.chat_screen.busy
         [t] = chat.transcript()
         assert t.cancelled
@@ -332,10 +320,7 @@ async def test_escape_returns_queued_messages_to_the_box_unsent(chat_factory):
         await pilot.press(*"wait", "enter", *"draft")
         assert screen.queued == ["wait"]
         await pilot.press("escape")
-        for _ in range(200):
-            await pilot.pause(0.05)
-            if not screen.busy:
-                break
+        await wait_for(pilot, lambda: not screen.busy)
         await pilot.pause(0.2)
         assert not screen.busy and not screen.queued
         assert screen.query_one("#prompt").text == "wait\n\ndraft"
@@ -353,8 +338,7 @@ async def test_regenerate_replaces_the_reply_and_undoes_its_memory(chat_factory)
         await send(pilot, "My cat is Tom.")
         await pilot.press("ctrl+r")
         await pilot.pause(0.1)
-        while app.chat_screen.busy:
-            await pilot.pause(0.05)
+        await until_idle(pilot)
         assert views(app) == [("user", "My cat is Tom."), ("assistant", "Stored again.")]
         assert [m.content for m in chat.store.list(NS)] == ["Tom is my cat."]
 
@@ -391,10 +375,7 @@ async def test_a_missing_model_is_a_readable_message_in_the_app(settings, tmp_pa
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.click("#prompt")
         await pilot.press(*"early", "enter")   # typed while loading: queued, returned on failure
-        for _ in range(600):
-            await pilot.pause(0.1)
-            if app.load_error:
-                break
+        await wait_for(pilot, lambda: app.load_error, tries=600, every=0.1)
         assert app.load_error and "\n" not in app.load_error
         assert app.chat is None
         notices = [str(n.render()) for n in app.chat_screen.query(".notice")]
@@ -422,8 +403,7 @@ async def test_input_history_and_multiline_entry(chat_factory):
         assert box.text == "a\nb" and not app.chat_screen.busy
         await pilot.press("enter")
         await pilot.pause(0.1)
-        while app.chat_screen.busy:
-            await pilot.pause(0.05)
+        await until_idle(pilot)
         assert views(app)[-2] == ("user", "a\nb")
 
 
@@ -468,10 +448,7 @@ async def test_model_switcher_loads_another_policy_and_keeps_the_conversation(ch
         assert "qwen2.5-coder-0.5b" in names and "smollm2-135m" in names
         table.move_cursor(row=names.index("smollm2-135m"))
         await pilot.press("enter")
-        for _ in range(300):
-            await pilot.pause(0.1)
-            if chat.policy_name == "smollm2-135m":
-                break
+        await wait_for(pilot, lambda: chat.policy_name == "smollm2-135m", tries=300, every=0.1)
         assert chat.policy_name == "smollm2-135m"
         # same messages; token counts are redone with the new model's tokenizer
         assert [(m["role"], m["content"]) for m in chat.agent.conversation()] == before
@@ -498,10 +475,7 @@ async def test_first_run_prepares_the_model_with_progress_then_starts(settings, 
     app = make_app(fresh)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            for _ in range(1200):
-                await pilot.pause(0.1)
-                if app.chat is not None or app.load_error:
-                    break
+            await wait_for(pilot, lambda: app.chat is not None or app.load_error, tries=1200, every=0.1)
             assert app.load_error is None and app.chat is not None
             assert any("first run" in label and total for label, _, total in shown)
             from agemem_lite.model_files import get_spec
@@ -521,3 +495,11 @@ def test_the_activity_pane_says_when_a_search_used_the_message_instead_of_its_qu
                            "data": {"query": "all", "searched": "Where do I live now?", "hits": [hit]}}).plain
     assert "instead" not in plain and "mem_1 0.42 I live in Oxford" in plain
     assert "searched the message instead: 'Where do I live now?'" in vague and "mem_1 0.42" in vague
+    newest = {"memory": {"id": "mem_2", "content": "I like tea"}, "similarity": None}
+    overview = render_result({"name": "Retrieve_memory", "ok": True, "text": "",
+                              "data": {"query": "all", "searched": None, "newest": True, "hits": [newest]}}).plain
+    empty = render_result({"name": "Retrieve_memory", "ok": True, "text": "",
+                           "data": {"query": "your knowledge about me", "searched": "your knowledge about me",
+                                    "newest": True, "hits": [newest]}}).plain
+    assert "the query and the message name nothing: the newest memories" in overview
+    assert "found nothing for 'your knowledge about me', and the message names nothing" in empty

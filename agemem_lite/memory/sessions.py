@@ -159,6 +159,15 @@ class SessionLog:
         return "\n".join(out).rstrip() + "\n"
 
 
+def newest_reason(data: dict) -> str:
+    """Why a Retrieve_memory listed the newest memories instead of its hits: its query and the
+    message named nothing to rank by (``searched`` None), or it found nothing for a question
+    that names nothing ("What do you know about me?" searched as "your knowledge about me")."""
+    if data.get("searched") is None:
+        return "the query and the message name nothing"
+    return f"found nothing for {data['searched']!r}, and the message names nothing"
+
+
 def describe_operation(result: dict) -> str:
     """One plain line for a tool result (transcripts, the line REPL, the activity pane)."""
     name, data = result.get("name", "?"), result.get("data") or {}
@@ -176,7 +185,7 @@ def describe_operation(result: dict) -> str:
         searched = data.get("searched", data.get("query"))
         instead = f" (searched the message: {searched!r})" if searched != data.get("query") else ""
         if data.get("newest"):
-            instead = " (the message names nothing either: the newest memories)"
+            instead = f" ({newest_reason(data)}: the newest memories)"
             hits = ", ".join(h["memory"]["id"] for h in data.get("hits", []))
         return f"retrieved for {data.get('query')!r}{instead}: {hits or 'nothing'}"
     return f"{name}: {result.get('text', '')}"

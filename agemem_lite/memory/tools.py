@@ -257,7 +257,7 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
                                 'for, e.g. "the user\'s dentist"')
         searched = env.turn_text
         if names_nothing(searched) and flt is None:   # "what do you know about me?": the newest memories
-            return _newest(env, query, top_k if "top_k" in args else OVERVIEW_K)
+            return _newest(env, query, None, top_k if "top_k" in args else OVERVIEW_K)
     vec = env.embed(searched)
     # Search deeper than top_k so a hit under the floor does not cost a relevant one
     # its place (a keyword match on a common word can outrank it in the fusion).
@@ -274,7 +274,7 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
     if not hits and flt is None and env.judge_question and env.turn_text and names_nothing(env.turn_text):
         # the question asks for everything ("What do you know about me?") and the policy's own
         # phrase for it ("your knowledge about me") found nothing: the newest memories
-        return _newest(env, query, top_k if "top_k" in args else OVERVIEW_K)
+        return _newest(env, query, searched, top_k if "top_k" in args else OVERVIEW_K)
     for h in hits:
         env.seen_ids.add(h.memory.id)
     text = prompts.render_search_hits((h.memory.id, h.memory.content) for h in hits)
@@ -286,13 +286,15 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
                        "judged_out": judged_out})
 
 
-def _newest(env: ToolEnv, query: str, n: int) -> ToolResult:
-    """Retrieve_memory's result as the ``n`` newest memories, for a search with no words to rank by."""
+def _newest(env: ToolEnv, query: str, searched: str | None, n: int) -> ToolResult:
+    """Retrieve_memory's result as the ``n`` newest memories, for a search with no words to rank by
+    (``searched`` None) or one that found nothing for a question that names nothing (``searched``:
+    what was searched), so that the REPL and the activity pane can say which."""
     newest = env.store.list(env.namespace, limit=n)
     for m in newest:
         env.seen_ids.add(m.id)
     return ToolResult("Retrieve_memory", True, prompts.render_search_hits((m.id, m.content) for m in newest),
-                      {"query": query, "searched": None, "newest": True,
+                      {"query": query, "searched": searched, "newest": True,
                        "hits": [{"memory": m.to_dict(), "score": None, "similarity": None} for m in newest],
                        "below_floor": 0, "judged_out": 0})
 

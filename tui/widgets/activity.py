@@ -6,6 +6,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from agemem_lite.memory.sessions import newest_reason
+
 #: (symbol, style) per tool
 _LOOK = {
     "Add_memory": ("+", "green"), "Update_memory": ("~", "yellow"), "Delete_memory": ("-", "red"),
@@ -35,7 +37,7 @@ def render_result(result: dict) -> Text:
     elif name == "Retrieve_memory":
         t.append(f" {data.get('query')!r}")
         if data.get("newest"):
-            t.append("\n  the message names nothing either: the newest memories", style="dim")
+            t.append(f"\n  {newest_reason(data)}: the newest memories", style="dim")
         elif data.get("searched", data.get("query")) != data.get("query"):
             t.append(f"\n  searched the message instead: {data['searched']!r}", style="dim")
         hits = data.get("hits") or []
