@@ -15,6 +15,7 @@ None of these wordings is in any training data (the warm start's templates are i
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import tempfile
 from collections import Counter
@@ -115,6 +116,16 @@ def run_probe(probe: Probe, make_agent: Callable[[str], object], store, embed, n
             "shown": addressed_to_user(turn.answer) if turn.answer else None,
             "calls": calls, "checks": checks, "passed": all(checks.values()),
             "steps": [{"completion": s.completion, "results": s.results} for s in turn.steps]}
+
+
+def first(n: int, probes: Sequence[Probe] = PROBES) -> tuple[Probe, ...]:
+    """The first ``n`` probes taking one of each kind in turn, so that a short run (``--n 5``)
+    still covers every kind; ``n`` at or above the set's size gives the whole set in its order."""
+    if n >= len(probes):
+        return tuple(probes)
+    by_kind = [[p for p in probes if p.kind == k] for k in dict.fromkeys(p.kind for p in probes)]
+    taken = [q for row in itertools.zip_longest(*by_kind) for q in row if q is not None][:n]
+    return tuple(p for p in probes if p in taken)
 
 
 def run_probes(policy, embedder, settings, *, probes: Sequence[Probe] = PROBES, judge=None,

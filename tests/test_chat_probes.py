@@ -98,3 +98,13 @@ def test_chat_runs_alone_and_takes_no_methods(tmp_path):
     r = CliRunner().invoke(main, [*home, "eval", "--bench", "chat", "--methods", "agemem"])
     assert r.exit_code != 0 and "do not apply to --bench chat" in r.output
     assert "Traceback" not in r.output
+
+
+def test_a_short_run_takes_one_probe_of_each_kind_in_turn():
+    five = P.first(5)
+    assert sorted(p.kind for p in five) == sorted(P.KINDS)
+    assert [p.id for p in five] == [p.id for p in P.PROBES if p in five]   # in the set's order
+    seven = P.first(7)
+    assert five == tuple(p for p in seven if p in five) and len(seven) == 7
+    assert P.first(20) == P.first(99) == P.PROBES
+    assert len(P.first(1)) == 1

@@ -74,7 +74,7 @@ class TrainConfig:
                        "(e.g. n_max, n_distractors, max_steps_per_turn, demonstrations, t_max).")
     # -- warm start (supervised, before GRPO; train.warm_start) ---------------------------------
     warm_start: list = _f([], "Supervised warm-start rounds before GRPO, each continuing the adapter of the "
-                          "one before: tables with items (decision-set train items, required), seed, epochs, "
+                          "one before: tables with items (decision-set train items, required; 0 for a round of only the other kinds of turns), seed, epochs, "
                           "lr, classes (the class cycle; repeat a class to weight it), long_share, "
                           "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long, long_think, fact_think, context_usage, edit_replies, worked_think, hotpot_questions, two_facts, overviews (defaults: WARM_START_DEFAULTS). "
                           "Empty = no warm start.")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 import click
+from click.core import ParameterSource
 
 from .. import chat_probes, decisions
 from ..assistant import open_policy, wants_context_usage, wants_demonstrations
@@ -72,7 +73,8 @@ def _run_name(settings) -> str:
                    "success / progress. decisions[:train|heldout|natural|variants|found]: single protocol decisions "
                    "(accuracy per action class; default heldout and natural, --n items per generated split; "
                    "found: questions whose memory a search found). chat: hand-written whole turns on a scratch "
-                   "database (two facts in one message, a change, 'what do you know about me?', recall, not told).")
+                   "database (two facts in one message, a change, 'what do you know about me?', recall, not told): "
+                   "all 20, or with --n the first n taking one of each kind in turn.")
 @click.option("--methods", default=None,
               help="Comma-separated methods. Default: all of " + ", ".join(METHODS) + ". Also mem0 and mem0-raw: "
                    "Mem0 OSS on the same GGUF through local llama.cpp servers, QA benchmarks only "
@@ -115,7 +117,8 @@ def eval_cmd(ctx, benches, methods, policy, adapter, n, seed, out, judge, releva
     if "chat" in (parts := [b.strip() for b in benches.split(",")]):
         if parts != ["chat"]:
             raise ConfigError("--bench chat runs alone: run the other benchmarks in another call")
-        return _eval_chat(ctx, policy, seed, out, relevance_judge, methods or judge)
+        given = click.get_current_context().get_parameter_source("n") is not ParameterSource.DEFAULT
+        return _eval_chat(ctx, policy, seed, out, relevance_judge, methods or judge, n if given else None)
     splits = decisions.parse_bench(benches)
     if splits is not None:
         return _eval_decisions(ctx, splits, policy, n, seed, out, methods or judge)
@@ -192,8 +195,9 @@ def _eval_decisions(ctx, splits, policy, n, seed, out, unused) -> None:
              f"{text}\n\nreport: {out / decisions.REPORT_NAME}")
 
 
-def _eval_chat(ctx, policy, seed, out, relevance_judge, unused) -> None:
-    """--bench chat: the chat probes (``agemem_lite.chat_probes``), one whole turn each."""
+def _eval_chat(ctx, policy, seed, out, relevance_judge, unused, n: int | None) -> None:
+    """--bench chat: the chat probes (``agemem_lite.chat_probes``), one whole turn each; all 20
+    unless ``--n`` is given, then the first n taking one of each kind in turn."""
     if unused:
         raise ConfigError("--methods and --judge do not apply to --bench chat")
     s = ctx.settings
@@ -210,7 +214,9 @@ def _eval_chat(ctx, policy, seed, out, relevance_judge, unused) -> None:
         pol = open_policy(s)
         judge = load_judge(s)
         with _episode_bar("chat probes") as bar:
-            rows = chat_probes.run_probes(pol, embedder, s, judge=judge, context_usage=wants_context_usage(s),
+            probes = chat_probes.PROBES if n is None else chat_probes.first(n)
+            rows = chat_probes.run_probes(pol, embedder, s, probes=probes, judge=judge,
+                                          context_usage=wants_context_usage(s),
                                           demonstrations=wants_demonstrations(s),
                                           progress=lambda done, total: bar(done, total, ""))
     finally:
