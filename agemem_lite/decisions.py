@@ -492,8 +492,9 @@ def _add_round(user: str, content: str, memory_type: str, mid: str, ack: str) ->
 
 # --------------------------------------------------------------------------- generator
 
-class _Builder:
-    """Draws one item's facts, ids and history from one rng."""
+class ItemBuilder:
+    """Draws one item's facts, ids and history from one rng (also used by the warm start's own
+    turn kinds, ``train.warm_start.two_fact_turns`` and ``overview_turns``)."""
 
     def __init__(self, rng: random.Random, split: str, names: _SplitNames | None = None, *, wide: bool = False):
         self.r, self.split, self.wide = rng, split, wide
@@ -578,7 +579,7 @@ def _n_shown(r: random.Random) -> int:
     return r.choice([0, 1, 2, 3])
 
 
-def _build_add_shared(b: _Builder, item: DecisionItem) -> DecisionItem:
+def _build_add_shared(b: ItemBuilder, item: DecisionItem) -> DecisionItem:
     """A new fact and, shown, a memory of the paired type (``SHARED``) holding the same word: the
     fact's old value, which the user mentions in an update-like wording ("I moved from Leeds to
     Bristol" next to "The user's brother Kim lives in Leeds."), or its new value. Still an Add."""
@@ -619,7 +620,7 @@ def search_result(hits: list[tuple[str, str]]) -> str:
     return prompts.render_tool_result("Retrieve_memory", True, prompts.render_search_hits(hits))
 
 
-def _build_answer_unknown(b: _Builder, item: DecisionItem) -> DecisionItem:
+def _build_answer_unknown(b: ItemBuilder, item: DecisionItem) -> DecisionItem:
     """A question, a search, and hits that are all about other things (with the paired type of
     ``SHARED`` among them half the time: "where does my brother live?" finds "The user lives in
     ..."): the answer says it is not known."""
@@ -671,7 +672,7 @@ def found_items(n: int, seed: int = 0, *, budget: int = DEFAULT_BUDGET) -> list[
 _VARIANT_BUILDERS = {"add_shared": _build_add_shared, "answer_unknown": _build_answer_unknown}
 
 
-def _build(label: str, b: _Builder, item_id: str, budget: int) -> DecisionItem:
+def _build(label: str, b: ItemBuilder, item_id: str, budget: int) -> DecisionItem:
     r, split = b.r, b.split
     if label in VARIANTS:
         item = DecisionItem(id=item_id, split=split, label=VARIANTS[label], user="", budget=budget)
@@ -794,7 +795,7 @@ def generate(n: int, seed: int = 0, split: str = "heldout", *, budget: int = DEF
     items = []
     for i in range(n):
         r = random.Random(f"agemem-decisions:{split}:{seed}:{i}")
-        items.append(_build(classes[i % len(classes)], _Builder(r, split, wide=wide), f"{split}-{seed}-{i}", budget))
+        items.append(_build(classes[i % len(classes)], ItemBuilder(r, split, wide=wide), f"{split}-{seed}-{i}", budget))
     return items
 
 
@@ -910,7 +911,7 @@ def natural_items(budget: int = DEFAULT_BUDGET) -> list[DecisionItem]:
         d = dict(d)
         history = list(d.pop("history"))
         if d["label"] in ("filter", "summary"):
-            b = _Builder(random.Random(f"agemem-decisions:natural:{i}"), "heldout")
+            b = ItemBuilder(random.Random(f"agemem-decisions:natural:{i}"), "heldout")
             _, long = b.long_history(budget, subject=d["basis"])
             history += long
         out.append(DecisionItem(id=f"natural-{i}", split="natural", template=f"natural.{i}", budget=budget,
@@ -1351,7 +1352,7 @@ def run_bench(policy, splits: Sequence[str], *, n: int, seed: int, out_dir: Path
     return text, result
 
 
-__all__ = ["BENCH_SPLITS", "CLASSES", "CYCLE", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "FACT_THINKS",
+__all__ = ["BENCH_SPLITS", "CLASSES", "CYCLE", "DEFAULT_BUDGET", "Decision", "DecisionItem", "FACTS", "FACT_THINKS", "ItemBuilder",
            "LONG_THINKS", "POOLS", "PREDICTED", "UNKNOWN_REPLY", "VARIANTS", "abstain_check", "found_by_search", "found_check", "found_items", "SPLITS", "TODAY", "carries_value", "classify", "classify_parsed", "est_tokens", "generate",
            "messages", "natural_items", "oracle_call", "oracle_completion", "parse_bench", "render_report",
            "run_bench", "run_decisions", "same_id", "score", "search_step", "value_check"]

@@ -487,7 +487,7 @@ def two_fact_turns(n: int, seed: int) -> list[Turn]:
     r = random.Random(f"two-facts:{seed}")
     out: list[Turn] = []
     for i in range(n):
-        b = D._Builder(r, "train")
+        b = D.ItemBuilder(r, "train")
         with_name = r.random() < 0.3
         types = r.sample(sorted(D.FACTS), 1 if with_name else 2)
         item = D.DecisionItem(id=f"two-{seed}-{i}", split="train", label="add", user="", kind="new fact")
@@ -526,7 +526,7 @@ def overview_turns(n: int, seed: int) -> list[Turn]:
     r = random.Random(f"overview:{seed}")
     out: list[Turn] = []
     for i in range(n):
-        b = D._Builder(r, "train")
+        b = D.ItemBuilder(r, "train")
         shown = b.distractors(r.randint(2, 5), set())
         item = D.DecisionItem(id=f"overview-{seed}-{i}", split="train", label="answer",
                               user=r.choice(OVERVIEW_ASKS), kind="question", basis="memory",
