@@ -40,15 +40,15 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: out; hotpot_questions: that many more HotpotQA questions join the round (train.warm_start.question_turns);
 #: two_facts / overviews: that many messages stating two facts (two Adds in one step) / asking for
 #: everything stored about the user (train.warm_start.two_fact_turns / overview_turns).
-#: The keys of a warm-start round that add turns: a round needs one of them above 0. ``items = 0``
-#: makes a round of only the other kinds (e.g. a small dose of overview turns on the shipped policy).
-ROUND_TURNS = ("items", "replay", "stage2", "questions", "episodes", "hotpot_questions", "two_facts", "overviews")
 WARM_START_DEFAULTS = {"items": None, "seed": None, "epochs": 1.0, "lr": 2e-4, "classes": None,
                        "long_share": 0.3, "long_budget": 2048, "max_tokens": 5000, "replay": 0, "stage2": 0,
                        "questions": 0, "question_retrieve": 0.5, "episodes": 0, "pack": 1,
                        "wide_long": False, "long_think": None, "fact_think": "plain", "context_usage": False,
                        "edit_replies": False, "worked_think": False, "hotpot_questions": 0,
                        "two_facts": 0, "overviews": 0}
+#: The keys of a warm-start round that add turns: a round needs one of them above 0. ``items = 0``
+#: makes a round of only the other kinds (e.g. a small dose of overview turns on the shipped policy).
+ROUND_TURNS = ("items", "replay", "stage2", "questions", "episodes", "hotpot_questions", "two_facts", "overviews")
 
 
 def _f(default, help: str):
@@ -74,7 +74,8 @@ class TrainConfig:
                        "(e.g. n_max, n_distractors, max_steps_per_turn, demonstrations, t_max).")
     # -- warm start (supervised, before GRPO; train.warm_start) ---------------------------------
     warm_start: list = _f([], "Supervised warm-start rounds before GRPO, each continuing the adapter of the "
-                          "one before: tables with items (decision-set train items, required; 0 for a round of only the other kinds of turns), seed, epochs, "
+                          "one before: tables with items (decision-set train items, required; 0 for a round of only the "
+                          "other kinds of turns), seed, epochs, "
                           "lr, classes (the class cycle; repeat a class to weight it), long_share, "
                           "long_budget, max_tokens, replay, stage2, questions, question_retrieve, episodes, pack, wide_long, long_think, fact_think, context_usage, edit_replies, worked_think, hotpot_questions, two_facts, overviews (defaults: WARM_START_DEFAULTS). "
                           "Empty = no warm start.")
