@@ -250,6 +250,7 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 20:
         raise ToolCallError('"top_k" must be an integer from 1 to 20')
     flt = _obj_arg(args, "metadata_filter")
+    n_newest = top_k if "top_k" in args else OVERVIEW_K   # when the newest memories stand in for hits
     searched = query
     if names_nothing(query):
         if not env.turn_text:
@@ -257,7 +258,7 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
                                 'for, e.g. "the user\'s dentist"')
         searched = env.turn_text
         if names_nothing(searched) and flt is None:   # "what do you know about me?": the newest memories
-            return _newest(env, query, None, top_k if "top_k" in args else OVERVIEW_K)
+            return _newest(env, query, None, n_newest)
     vec = env.embed(searched)
     # Search deeper than top_k so a hit under the floor does not cost a relevant one
     # its place (a keyword match on a common word can outrank it in the fusion).
@@ -274,7 +275,7 @@ def retrieve_memory(env: ToolEnv, args: dict) -> ToolResult:
     if not hits and flt is None and env.judge_question and env.turn_text and names_nothing(env.turn_text):
         # the question asks for everything ("What do you know about me?") and the policy's own
         # phrase for it ("your knowledge about me") found nothing: the newest memories
-        return _newest(env, query, searched, top_k if "top_k" in args else OVERVIEW_K)
+        return _newest(env, query, searched, n_newest)
     for h in hits:
         env.seen_ids.add(h.memory.id)
     text = prompts.render_search_hits((h.memory.id, h.memory.content) for h in hits)
